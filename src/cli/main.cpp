@@ -1,0 +1,5 @@
+#include <iostream>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) { return sine::cli_main(argc, argv); }

@@ -1,0 +1,43 @@
+#include "core/runtime.h"
+
+#include <thread>
+
+#include "core/error.h"
+
+namespace sine {
+
+void init_threads(int threads) {
+  if (threads <= 0) {
+    if (const char* env = std::getenv("SINE_THREADS")) threads = std::atoi(env);
+  }
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+}
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available())
+      throw Error("--device " + name + ": CUDA is not available in this build or on this machine");
+    return torch::Device(name);
+  }
+  throw Error("--device: unknown device '" + name + "' (expected cpu or cuda[:N])");
+}
+
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "f32" || name == "float32") return torch::kFloat32;
+  if (name == "fp16" || name == "f16" || name == "float16") return torch::kFloat16;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  throw Error("--dtype: unknown dtype '" + name + "' (expected fp32, fp16 or bf16)");
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "fp32";
+    case torch::kFloat16: return "fp16";
+    case torch::kBFloat16: return "bf16";
+    default: return c10::toString(dtype);
+  }
+}
+
+}  // namespace sine

@@ -1,0 +1,215 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace sine {
+
+namespace {
+
+struct DtypeEntry {
+  const char* name;
+  torch::ScalarType type;
+  size_t size;
+};
+const DtypeEntry kDtypes[] = {
+    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
+    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
+    {"I16", torch::kInt16, 2},    {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
+    {"BOOL", torch::kBool, 1},
+};
+
+const DtypeEntry* find_dtype(const std::string& name) {
+  for (const auto& d : kDtypes)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+}  // namespace
+
+torch::ScalarType safetensors_dtype(const std::string& name) {
+  const DtypeEntry* d = find_dtype(name);
+  if (!d) throw Error("unsupported safetensors dtype '" + name + "'");
+  return d->type;
+}
+
+std::string safetensors_dtype_name(torch::ScalarType type) {
+  for (const auto& d : kDtypes)
+    if (d.type == type) return d.name;
+  throw Error(std::string("cannot store dtype ") + c10::toString(type) + " in safetensors");
+}
+
+struct SafeTensors::Mapping {
+  void* addr = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (addr && size) munmap(addr, size);
+  }
+};
+
+SafeTensors SafeTensors::open(const std::string& path) {
+  SafeTensors st;
+  st.path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct stat sb {};
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
+  }
+  size_t file_size = static_cast<size_t>(sb.st_size);
+  if (file_size < 8) {
+    ::close(fd);
+    throw Error(path + ": truncated safetensors file (" + std::to_string(file_size) +
+                " bytes, no room for the 8-byte header length)");
+  }
+  st.map_ = std::make_shared<Mapping>();
+  st.map_->addr = mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (st.map_->addr == MAP_FAILED) {
+    st.map_->addr = nullptr;
+    throw Error(path + ": cannot memory-map (" + std::strerror(errno) + ")");
+  }
+  st.map_->size = file_size;
+  const auto* bytes = static_cast<const uint8_t*>(st.map_->addr);
+
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len < 2 || header_len > file_size - 8)
+    throw Error(path + ": invalid safetensors header length " + std::to_string(header_len) +
+                " (file has " + std::to_string(file_size) + " bytes; truncated or not safetensors)");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
+  } catch (const std::exception& e) {
+    throw Error(path + ": safetensors header is not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!header.is_object()) throw Error(path + ": safetensors header is not a JSON object");
+  st.data_ = bytes + 8 + header_len;
+  const size_t data_size = file_size - 8 - header_len;
+
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "__metadata__") {
+      if (!it->is_object()) throw Error(path + ": __metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string()) throw Error(path + ": __metadata__ value for '" + m.key() + "' is not a string");
+        st.metadata_[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const auto& e = *it;
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      throw Error(path + ": tensor '" + key + "' lacks dtype, shape or data_offsets");
+    TensorInfo info;
+    if (!e["dtype"].is_string()) throw Error(path + ": tensor '" + key + "' has a non-string dtype");
+    info.dtype = e["dtype"].get<std::string>();
+    const DtypeEntry* dt = find_dtype(info.dtype);
+    if (!dt) throw Error(path + ": tensor '" + key + "' has unsupported dtype '" + info.dtype + "'");
+    if (!e["shape"].is_array()) throw Error(path + ": tensor '" + key + "' shape is not a list");
+    size_t numel = 1;
+    for (const auto& d : e["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        throw Error(path + ": tensor '" + key + "' has an invalid dimension in its shape");
+      info.shape.push_back(d.get<int64_t>());
+      numel *= static_cast<size_t>(d.get<int64_t>());
+    }
+    const auto& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      throw Error(path + ": tensor '" + key + "' data_offsets must be two non-negative integers");
+    info.begin = off[0].get<size_t>();
+    info.end = off[1].get<size_t>();
+    if (info.end < info.begin || info.end > data_size)
+      throw Error(path + ": tensor '" + key + "' byte range [" + std::to_string(info.begin) + ", " +
+                  std::to_string(info.end) + ") lies outside the data section (" +
+                  std::to_string(data_size) + " bytes; file truncated?)");
+    if (info.end - info.begin != numel * dt->size)
+      throw Error(path + ": tensor '" + key + "' header says " + std::to_string(info.end - info.begin) +
+                  " bytes but shape x " + info.dtype + " needs " + std::to_string(numel * dt->size));
+    st.infos_[key] = std::move(info);
+  }
+  std::vector<std::pair<size_t, std::string>> ranges;
+  for (const auto& [k, v] : st.infos_)
+    if (v.end > v.begin) ranges.emplace_back(v.begin, k);
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const auto& prev = st.infos_.at(ranges[i - 1].second);
+    if (ranges[i].first < prev.end)
+      throw Error(path + ": tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
+                  "' overlap in the data section");
+  }
+  return st;
+}
+
+std::vector<std::string> SafeTensors::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : infos_) out.push_back(k);
+  return out;
+}
+
+const TensorInfo& SafeTensors::info(const std::string& key) const {
+  auto it = infos_.find(key);
+  if (it == infos_.end()) throw Error(path_ + ": no tensor named '" + key + "'");
+  return it->second;
+}
+
+torch::Tensor SafeTensors::get(const std::string& key) const {
+  const TensorInfo& ti = info(key);
+  auto out = torch::empty(ti.shape, torch::TensorOptions().dtype(safetensors_dtype(ti.dtype)));
+  if (ti.end > ti.begin) std::memcpy(out.data_ptr(), data_ + ti.begin, ti.end - ti.begin);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> SafeTensors::all() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [k, v] : infos_) out[k] = get(k);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
+  return SafeTensors::open(path).all();
+}
+
+void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<torch::Tensor> blobs;
+  size_t offset = 0;
+  for (const auto& [key, t] : tensors) {
+    auto c = t.detach().to(torch::kCPU).contiguous();
+    size_t nbytes = c.numel() * c.element_size();
+    header[key] = {{"dtype", safetensors_dtype_name(c.scalar_type())},
+                   {"shape", c.sizes().vec()},
+                   {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+    blobs.push_back(c);
+  }
+  std::string text = header.dump();
+  while ((text.size() + 8) % 8 != 0) text.push_back(' ');
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f) throw Error(path + ": cannot open for writing");
+    uint64_t n = text.size();
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+    f.write(reinterpret_cast<const char*>(len), 8);
+    f.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const auto& b : blobs)
+      f.write(static_cast<const char*>(b.data_ptr()), static_cast<std::streamsize>(b.numel() * b.element_size()));
+    f.close();
+    if (!f) throw Error(path + ": write failed (disk full?)");
+  });
+}
+
+}  // namespace sine

@@ -1,0 +1,59 @@
+#include "models/weights.h"
+
+#include <sstream>
+
+#include "core/error.h"
+
+namespace sine {
+
+namespace {
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+}  // namespace
+
+void load_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected) {
+  torch::NoGradGuard no_grad;
+  std::set<std::string> expected;
+  auto assign = [&](const std::string& name, torch::Tensor& dst) {
+    const std::string key = prefix + name;
+    expected.insert(key);
+    auto it = tensors.find(key);
+    if (it == tensors.end()) throw Error(source + ": missing tensor '" + key + "' (expected shape " + shape_str(dst.sizes()) + ")");
+    const auto& src = it->second;
+    if (src.sizes() != dst.sizes())
+      throw Error(source + ": tensor '" + key + "' has shape " + shape_str(src.sizes()) + " but the model expects " +
+                  shape_str(dst.sizes()));
+    dst.copy_(src.to(dst.device(), dst.scalar_type()));
+  };
+  for (auto& p : module.named_parameters(true)) assign(p.key(), p.value());
+  for (auto& b : module.named_buffers(true)) assign(b.key(), b.value());
+  for (const auto& [key, t] : tensors) {
+    if (key.compare(0, prefix.size(), prefix) != 0 || expected.count(key)) continue;
+    bool ignored = false;
+    for (const auto& ig : ignore_unexpected)
+      if (key == prefix + ig) ignored = true;
+    if (!ignored) throw Error(source + ": unexpected tensor '" + key + "' " + shape_str(t.sizes()) + " (not part of the model)");
+  }
+}
+
+std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& module, const std::string& prefix) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : module.named_parameters(true)) out[prefix + p.key()] = p.value().detach();
+  for (const auto& b : module.named_buffers(true)) out[prefix + b.key()] = b.value().detach();
+  return out;
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters(true)) n += p.numel();
+  return n;
+}
+
+}  // namespace sine

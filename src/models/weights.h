@@ -1,0 +1,22 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+namespace sine {
+
+// Copies `tensors[prefix + name]` into every parameter and buffer `name` of `module` (converted
+// to the parameter's dtype and device). Missing, unexpected (keys under `prefix` that the module
+// lacks) and mis-shaped tensors are a sine::Error naming the key and both shapes; `source` names
+// the file in that message. Keys in `ignore_unexpected` (relative to `prefix`) may appear in the file without being part of the module.
+void load_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected = {});
+
+// The module's parameters and persistent buffers under `prefix`, as a checkpoint would hold them.
+std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& module, const std::string& prefix);
+
+int64_t count_parameters(const torch::nn::Module& module);
+
+}  // namespace sine
