@@ -3,19 +3,54 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli/cli_common.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/runtime.h"
 
 namespace sine {
 
+namespace {
+std::vector<std::pair<CLI::App*, std::function<void()>>>& registry() {
+  static std::vector<std::pair<CLI::App*, std::function<void()>>> commands;
+  return commands;
+}
+}  // namespace
+
+void on_run(CLI::App* cmd, std::function<void()> run) { registry().emplace_back(cmd, std::move(run)); }
+
 int cli_main(int argc, char** argv) {
-  CLI::App app{"sine: single-image editing with Stable Diffusion 1.x (SINE, SingleInsert, SpecRef)"};
+  CLI::App app{"sine: edit a single real image with Stable Diffusion 1.x (SINE, SingleInsert, SpecRef)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", SINE_VERSION);
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--threads", threads, "CPU threads (default: all cores)");
+  app.add_flag("-q,--quiet", quiet, "no progress bars");
+  register_generate(app);
+  register_info(app);
+  register_init_random(app);
+  register_bench(app);
+  register_inspect(app);
   try {
     app.parse(argc, argv);
+    init_threads(threads);
+    set_progress_enabled(!quiet);
+    for (auto& [cmd, run] : registry())
+      if (cmd->parsed()) run();
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "sine: error: " << e.what() << "\n";
+    return 2;
+  } catch (const Error& e) {
+    std::cerr << "sine: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "sine: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "sine: error: " << e.what() << "\n";
+    return 1;
   }
   return 0;
 }

@@ -18,6 +18,7 @@ struct UNetConfig {
   int64_t context_dim = 768;
   int64_t norm_groups = 32;
   int64_t transformer_depth = 1;
+  int64_t sample_size = 64;     // native latent size (512 px for SD 1.5); not in the tensor shapes
   bool use_checkpoint = false;  // gradient checkpointing of res/transformer blocks during training
 };
 

@@ -1,0 +1,43 @@
+#include "cli/cli_common.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/runtime.h"
+
+namespace sine {
+
+void add_model_flags(CLI::App* cmd, ModelFlags& f) {
+  cmd->add_option("-m,--model", f.model,
+                  "model: single-file LDM .safetensors or diffusers folder (default: the bundled shapes-world model)");
+  cmd->add_option("--tokenizer", f.tokenizer,
+                  "tokenizer folder (vocab.json + merges.txt) or bpe_simple_vocab_16e6.txt.gz (default: found beside the model)");
+  cmd->add_option("--model-config", f.model_config,
+                  "JSON file or literal overriding what tensor shapes cannot tell, e.g. "
+                  "'{\"unet\":{\"num_heads\":8},\"text\":{\"heads\":12}}'");
+  cmd->add_option("--device", f.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--dtype", f.dtype, "fp32, fp16 or bf16")->capture_default_str();
+}
+
+LoadOptions load_options(const ModelFlags& f) {
+  LoadOptions o;
+  o.model = f.model;
+  o.tokenizer = f.tokenizer;
+  o.config_json = f.model_config;
+  o.device = parse_device(f.device);
+  o.dtype = parse_dtype(f.dtype);
+  return o;
+}
+
+Pipeline load_pipeline(const ModelFlags& f) { return Pipeline::load(load_options(f)); }
+
+std::map<std::string, std::string> png_parameters(const std::map<std::string, std::string>& params) {
+  std::string text;
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : params) {
+    text += (text.empty() ? "" : ", ") + k + ": " + v;
+    j[k] = v;
+  }
+  return {{"parameters", text}, {"sine", j.dump()}};
+}
+
+}  // namespace sine

@@ -1,0 +1,36 @@
+#pragma once
+#include <CLI/CLI.hpp>
+#include <map>
+#include <string>
+
+#include "pipeline/pipeline.h"
+
+namespace sine {
+
+// Flags every model-using command shares (names follow stable-diffusion.cpp where they overlap).
+struct ModelFlags {
+  std::string model;
+  std::string tokenizer;
+  std::string model_config;
+  std::string device = "cpu";
+  std::string dtype = "fp32";
+};
+
+void add_model_flags(CLI::App* cmd, ModelFlags& flags);
+Pipeline load_pipeline(const ModelFlags& flags);
+LoadOptions load_options(const ModelFlags& flags);
+
+// A command's body runs after the whole command line parsed (and threads are set up).
+void on_run(CLI::App* cmd, std::function<void()> run);
+
+// Every command registers itself on the root app.
+void register_generate(CLI::App& app);
+void register_info(CLI::App& app);
+void register_init_random(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_inspect(CLI::App& app);  // tokenize, run
+
+// "key: value" lines in A1111's "parameters" style plus a JSON copy, for PNG text chunks.
+std::map<std::string, std::string> png_parameters(const std::map<std::string, std::string>& params);
+
+}  // namespace sine

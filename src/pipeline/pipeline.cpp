@@ -1,0 +1,192 @@
+#include "pipeline/pipeline.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "diffusion/ddim.h"
+#include "diffusion/guidance.h"
+#include "diffusion/noise_schedule.h"
+#include "io/image.h"
+#include "models/weights.h"
+
+namespace sine {
+
+namespace fs = std::filesystem;
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("SINE_MODEL")) return env;
+#ifdef SINE_DEFAULT_MODEL
+  if (fs::exists(SINE_DEFAULT_MODEL)) return SINE_DEFAULT_MODEL;
+#endif
+  return "";
+}
+
+std::shared_ptr<ClipTokenizer> find_tokenizer(const std::string& model_path, const std::string& explicit_path,
+                                              const std::map<std::string, std::string>& metadata) {
+  auto from_path = [](const std::string& p) {
+    if (fs::is_directory(p)) return std::make_shared<ClipTokenizer>(ClipTokenizer::from_dir(p));
+    if (p.size() > 3 && p.compare(p.size() - 3, 3, ".gz") == 0)
+      return std::make_shared<ClipTokenizer>(ClipTokenizer::from_bpe_gz(p));
+    throw Error("--tokenizer " + p + ": expected a folder with vocab.json + merges.txt or a bpe_simple_vocab_16e6.txt.gz file");
+  };
+  if (!explicit_path.empty()) {
+    if (!fs::exists(explicit_path)) throw Error("--tokenizer " + explicit_path + ": no such file or folder");
+    return from_path(explicit_path);
+  }
+  auto has_tokenizer = [](const fs::path& dir) {
+    return fs::exists(dir / "vocab.json") || fs::exists(dir / "bpe_simple_vocab_16e6.txt.gz");
+  };
+  fs::path model(model_path);
+  std::vector<fs::path> candidates;
+  if (fs::is_directory(model)) {
+    candidates = {model / "tokenizer", model};
+  } else {
+    fs::path dir = model.parent_path().empty() ? fs::path(".") : model.parent_path();
+    candidates = {dir / (model.stem().string() + ".tokenizer"), dir / "tokenizer", dir};
+  }
+  for (const auto& c : candidates)
+    if (fs::is_directory(c) && has_tokenizer(c)) return from_path(c.string());
+  auto vocab = metadata.find("sine.tokenizer.vocab");
+  auto merges = metadata.find("sine.tokenizer.merges");
+  if (vocab != metadata.end() && merges != metadata.end())
+    return std::make_shared<ClipTokenizer>(ClipTokenizer::from_strings(vocab->second, merges->second));
+  throw Error(model_path + ": no tokenizer found beside the model; pass --tokenizer DIR (a folder with vocab.json + "
+              "merges.txt, or bpe_simple_vocab_16e6.txt.gz)");
+}
+
+namespace {
+
+std::string resolve_model_path(const LoadOptions& options) {
+  std::string path = options.model.empty() ? default_model_path() : options.model;
+  if (path.empty()) throw Error("--model: no model given and no bundled default model found (set SINE_MODEL or pass -m)");
+  if (!fs::exists(path)) throw Error("--model " + path + ": no such file or folder");
+  return path;
+}
+
+}  // namespace
+
+StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
+  const std::string path = resolve_model_path(options);
+  CheckpointData ckpt = load_checkpoint(path, parse_config_overrides(options.config_json));
+  StableDiffusion model(ckpt.config);
+  load_module_weights(*model, ckpt.tensors, "", path);
+  ckpt.tensors.clear();
+  model->to(options.device, options.dtype);
+  model->eval();
+  if (info) *info = std::move(ckpt);
+  return model;
+}
+
+Pipeline Pipeline::load(const LoadOptions& options) {
+  const std::string path = resolve_model_path(options);
+  CheckpointData info;
+  StableDiffusion model = load_model(options, &info);
+  auto tokenizer = find_tokenizer(path, options.tokenizer, info.metadata);
+  return Pipeline(model, tokenizer, options.device, options.dtype, path);
+}
+
+Pipeline::Pipeline(StableDiffusion model, std::shared_ptr<ClipTokenizer> tokenizer, torch::Device device,
+                   torch::ScalarType dtype, std::string source)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), device_(device), dtype_(dtype), source_(std::move(source)) {}
+
+int64_t Pipeline::vae_factor() const { return config().vae.downsample_factor(); }
+int64_t Pipeline::native_size() const { return config().unet.sample_size * vae_factor(); }
+
+torch::Tensor Pipeline::tokenize(const std::string& prompt) const {
+  return tokenizer_->encode_batch({prompt}, config().text.context_length).to(device_);
+}
+
+torch::Tensor Pipeline::encode_prompt(const std::string& prompt, int64_t clip_skip) {
+  torch::NoGradGuard no_grad;
+  return model_->text_encoder->encode(tokenize(prompt), clip_skip).last_hidden_state;
+}
+
+torch::Tensor Pipeline::encode_image(const torch::Tensor& rgb_u8, std::optional<torch::Generator> generator) {
+  torch::NoGradGuard no_grad;
+  auto x = to_model_input(rgb_u8).to(device_, dtype_);
+  auto posterior = model_->vae->encode(x);
+  auto z = generator ? posterior.sample(*generator) : posterior.mean;
+  return z.to(torch::kFloat32) * config().vae.scaling_factor;
+}
+
+torch::Tensor Pipeline::decode_latents(const torch::Tensor& scaled_latents) {
+  torch::NoGradGuard no_grad;
+  auto z = (scaled_latents / config().vae.scaling_factor).to(device_, dtype_);
+  return model_->vae->decode(z).to(torch::kFloat32);
+}
+
+torch::Tensor Pipeline::predict_eps(const torch::Tensor& latents, const torch::Tensor& t, const torch::Tensor& context) {
+  auto ts = t.to(device_, torch::kLong);
+  if (ts.dim() == 0) ts = ts.expand({latents.size(0)});
+  return model_->unet->forward(latents.to(device_, dtype_), ts, context.to(device_, dtype_)).to(torch::kFloat32);
+}
+
+torch::Tensor Pipeline::predict_eps_cfg(const torch::Tensor& latents, int64_t t, const torch::Tensor& uncond,
+                                        const torch::Tensor& cond, double scale) {
+  const int64_t b = latents.size(0);
+  auto context = torch::cat({uncond.expand({b, -1, -1}), cond.expand({b, -1, -1})});
+  auto eps = predict_eps(torch::cat({latents, latents}), torch::tensor(t), context);
+  auto parts = eps.chunk(2);
+  return classifier_free_guidance(parts[0], parts[1], scale);
+}
+
+torch::Generator Pipeline::make_generator(uint64_t seed) const {
+  return at::detail::createCPUGenerator(seed);
+}
+
+torch::Tensor Pipeline::randn(c10::IntArrayRef shape, torch::Generator& generator) const {
+  // Noise is always drawn on the CPU so a seed gives the same image on every device.
+  return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat32)).to(device_);
+}
+
+torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCallback& on_step) {
+  torch::NoGradGuard no_grad;
+  if (o.steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(o.steps) + ")");
+  int64_t height = o.height > 0 ? o.height : native_size();
+  int64_t width = o.width > 0 ? o.width : native_size();
+  const int64_t f = vae_factor();
+  if (height % f || width % f)
+    throw Error("-W/-H must be multiples of " + std::to_string(f) + " (got " + std::to_string(width) + "x" +
+                std::to_string(height) + ")");
+  auto generator = make_generator(o.seed);
+  auto cond = encode_prompt(o.prompt, o.clip_skip);
+  auto uncond = encode_prompt(o.negative_prompt, o.clip_skip);
+
+  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), o.steps);
+  auto timesteps = scheduler.timesteps();
+  int64_t start = 0;
+  torch::Tensor latents;
+  const std::vector<int64_t> shape{1, config().unet.in_channels, height / f, width / f};
+  if (o.init_image.defined()) {
+    if (o.strength <= 0.0 || o.strength > 1.0)
+      throw Error("--strength must be in (0, 1] (got " + std::to_string(o.strength) + ")");
+    auto image = fit_image(o.init_image, height, width, FitPolicy::CenterCrop);
+    auto init = encode_image(image, generator);
+    // diffusers' img2img: skip the first (1 − strength) of the schedule and noise to that level.
+    const int64_t kept = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
+    start = o.steps - kept;
+    if (kept == 0) return init;
+    auto noise = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
+    latents = add_noise(init, noise, timesteps[start].view({1}).to(device_));
+  } else {
+    latents = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
+    if (latents.sizes() != c10::IntArrayRef(shape))
+      throw Error("init latents have the wrong shape for " + std::to_string(width) + "x" + std::to_string(height));
+  }
+  const int64_t total = timesteps.size(0) - start;
+  for (int64_t i = start; i < timesteps.size(0); ++i) {
+    const int64_t t = timesteps[i].item<int64_t>();
+    model_->unet->set_step(static_cast<int>(i));
+    auto eps = o.cfg_scale == 1.0 ? predict_eps(latents, torch::tensor(t), cond)
+                                  : predict_eps_cfg(latents, t, uncond, cond, o.cfg_scale);
+    latents = scheduler.step(eps, t, latents, o.eta, generator).prev_sample;
+    if (on_step) on_step(i - start + 1, total);
+  }
+  return latents;
+}
+
+torch::Tensor Pipeline::generate(const GenerateOptions& options, const StepCallback& on_step) {
+  return from_model_output(decode_latents(generate_latents(options, on_step)));
+}
+
+}  // namespace sine

@@ -1,0 +1,95 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "io/checkpoint.h"
+#include "models/stable_diffusion.h"
+#include "tokenizer/clip_tokenizer.h"
+
+namespace sine {
+
+struct LoadOptions {
+  std::string model;            // single-file .safetensors or diffusers folder; empty = bundled default
+  std::string tokenizer;        // folder or file; empty = next to the model / inside it
+  std::string config_json;      // optional JSON (file or literal) overriding heads/groups/...
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
+};
+
+// Called once per finished sampling step (1-based) with the total.
+using StepCallback = std::function<void(int64_t step, int64_t total)>;
+
+struct GenerateOptions {
+  std::string prompt;
+  std::string negative_prompt;
+  int64_t width = 0, height = 0;  // 0 = the model's native size
+  int64_t steps = 50;
+  double cfg_scale = 7.5;
+  double eta = 0.0;
+  uint64_t seed = 42;
+  int64_t clip_skip = 1;
+  torch::Tensor init_image;       // uint8 [H,W,3]: img2img when defined
+  double strength = 0.75;         // img2img: fraction of the schedule that is re-noised
+  torch::Tensor init_latents;     // optional starting noise [1,4,h,w] (scaled latent space)
+};
+
+// The SD 1.x engine a C++ user calls directly; the CLI and every method wrap it.
+class Pipeline {
+ public:
+  static Pipeline load(const LoadOptions& options);
+  Pipeline(StableDiffusion model, std::shared_ptr<ClipTokenizer> tokenizer, torch::Device device,
+           torch::ScalarType dtype, std::string source);
+
+  StableDiffusion& model() { return model_; }
+  const ModelConfig& config() const { return model_->config; }
+  const ClipTokenizer& tokenizer() const { return *tokenizer_; }
+  torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
+  const std::string& source() const { return source_; }
+  int64_t native_size() const;       // pixels, e.g. 512 for SD 1.5
+  int64_t vae_factor() const;        // 8 for SD 1.x
+
+  torch::Tensor tokenize(const std::string& prompt) const;                 // I64 [1,77] on device
+  torch::Tensor encode_prompt(const std::string& prompt, int64_t clip_skip = 1);  // [1,77,C]
+  // Image uint8 [H,W,3] -> scaled latent (x 0.18215); sample from the posterior when `generator` is set.
+  torch::Tensor encode_image(const torch::Tensor& rgb_u8, std::optional<torch::Generator> generator = std::nullopt);
+  torch::Tensor decode_latents(const torch::Tensor& scaled_latents);  // -> [B,3,H,W] in [-1,1] (fp32)
+  // UNet ε for scaled latents at timestep t (latents and context cast to the model dtype).
+  torch::Tensor predict_eps(const torch::Tensor& latents, const torch::Tensor& t, const torch::Tensor& context);
+  // ε_u + s(ε_c − ε_u) with both evaluated as one batch of 2 (uncond first, like diffusers).
+  torch::Tensor predict_eps_cfg(const torch::Tensor& latents, int64_t t, const torch::Tensor& uncond,
+                                const torch::Tensor& cond, double scale);
+
+  // txt2img, or img2img when options.init_image is defined. Returns the final scaled latents.
+  torch::Tensor generate_latents(const GenerateOptions& options, const StepCallback& on_step = {});
+  // Same, decoded to uint8 [H,W,3].
+  torch::Tensor generate(const GenerateOptions& options, const StepCallback& on_step = {});
+
+  torch::Generator make_generator(uint64_t seed) const;
+  torch::Tensor randn(c10::IntArrayRef shape, torch::Generator& generator) const;  // fp32 on device
+
+ private:
+  StableDiffusion model_;
+  std::shared_ptr<ClipTokenizer> tokenizer_;
+  torch::Device device_;
+  torch::ScalarType dtype_;
+  std::string source_;
+};
+
+// Loads the networks alone (no tokenizer), cast to options.device/dtype, in eval mode.
+StableDiffusion load_model(const LoadOptions& options, CheckpointData* info = nullptr);
+
+// Finds the tokenizer belonging to a model: `explicit_path` if given, else a `tokenizer/` folder or
+// vocab.json+merges.txt / bpe_simple_vocab_16e6.txt.gz beside/inside the model, else the
+// vocabulary embedded in the file's metadata (sine's own models carry it).
+std::shared_ptr<ClipTokenizer> find_tokenizer(const std::string& model_path, const std::string& explicit_path,
+                                              const std::map<std::string, std::string>& metadata);
+
+// The bundled default model (shapes world); empty if this installation has none.
+std::string default_model_path();
+
+}  // namespace sine
