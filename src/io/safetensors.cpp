@@ -117,12 +117,15 @@ SafeTensors SafeTensors::open(const std::string& path) {
     const DtypeEntry* dt = find_dtype(info.dtype);
     if (!dt) throw Error(path + ": tensor '" + key + "' has unsupported dtype '" + info.dtype + "'");
     if (!e["shape"].is_array()) throw Error(path + ": tensor '" + key + "' shape is not a list");
-    size_t numel = 1;
+    size_t numel = 1, nbytes = dt->size;  // a scalar (empty shape) is one element
     for (const auto& d : e["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
         throw Error(path + ": tensor '" + key + "' has an invalid dimension in its shape");
       info.shape.push_back(d.get<int64_t>());
-      numel *= static_cast<size_t>(d.get<int64_t>());
+      // A wrapped-around count could match a small byte range and later allocate petabytes.
+      if (__builtin_mul_overflow(numel, static_cast<size_t>(d.get<int64_t>()), &numel) ||
+          __builtin_mul_overflow(numel, dt->size, &nbytes))
+        throw Error(path + ": tensor '" + key + "' shape is too large (element count overflows)");
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -133,9 +136,9 @@ SafeTensors SafeTensors::open(const std::string& path) {
       throw Error(path + ": tensor '" + key + "' byte range [" + std::to_string(info.begin) + ", " +
                   std::to_string(info.end) + ") lies outside the data section (" +
                   std::to_string(data_size) + " bytes; file truncated?)");
-    if (info.end - info.begin != numel * dt->size)
+    if (info.end - info.begin != nbytes)
       throw Error(path + ": tensor '" + key + "' header says " + std::to_string(info.end - info.begin) +
-                  " bytes but shape x " + info.dtype + " needs " + std::to_string(numel * dt->size));
+                  " bytes but shape x " + info.dtype + " needs " + std::to_string(nbytes));
     st.infos_[key] = std::move(info);
   }
   std::vector<std::pair<size_t, std::string>> ranges;
