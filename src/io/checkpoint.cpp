@@ -287,10 +287,10 @@ void save_diffusers(const std::string& dir, const std::map<std::string, torch::T
              {{"_class_name", "StableDiffusionPipeline"},
               {"_diffusers_version", "0.27.2"},
               {"requires_safety_checker", false},
-              {"scheduler", {"diffusers", "DDIMScheduler"}},
-              {"text_encoder", {"transformers", "CLIPTextModel"}},
-              {"unet", {"diffusers", "UNet2DConditionModel"}},
-              {"vae", {"diffusers", "AutoencoderKL"}}});
+              {"scheduler", nlohmann::json::array({"diffusers", "DDIMScheduler"})},
+              {"text_encoder", nlohmann::json::array({"transformers", "CLIPTextModel"})},
+              {"unet", nlohmann::json::array({"diffusers", "UNet2DConditionModel"})},
+              {"vae", nlohmann::json::array({"diffusers", "AutoencoderKL"})}});
 }
 
 }  // namespace sine

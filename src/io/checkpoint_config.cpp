@@ -547,7 +547,7 @@ nlohmann::json diffusers_vae_config(const ModelConfig& config) {
 
 nlohmann::json transformers_text_config(const ModelConfig& config) {
   const auto& t = config.text;
-  return {{"architectures", {"CLIPTextModel"}},
+  return {{"architectures", json::array({"CLIPTextModel"})},
           {"attention_dropout", 0.0},
           {"bos_token_id", 0},
           {"dropout", 0.0},
