@@ -150,12 +150,13 @@ CheckpointData load_diffusers(const std::string& path, std::vector<ConfigOverrid
     for (const auto& [k, v] : st.metadata()) d.metadata.emplace(k, v);  // the UNet's entries win
     for (const auto& key : st.keys()) {
       const std::string prefixed = c.folder + "." + key;
-      std::string canonical = ends_with(key, "position_ids") ? "" : try_diffusers_to_original(prefixed, geometry);
-      // CLIP classes with projection heads add top-level tensors SD does not use.
-      if (canonical.empty() && (ends_with(key, "position_ids") || (c.folder == "text_encoder" && !starts_with(key, "text_model.")))) {
+      // position_ids as in the single-file case; CLIP classes with projection heads add
+      // top-level tensors SD does not use.
+      if (ends_with(key, "position_ids") || (c.folder == "text_encoder" && !starts_with(key, "text_model."))) {
         d.dropped.push_back(prefixed);
         continue;
       }
+      const std::string canonical = try_diffusers_to_original(prefixed, geometry);
       if (canonical.empty())
         throw Error(st.path() + ": tensor '" + key + "' has no counterpart in the SD 1.x layout (is this an SD 1.x " +
                     c.label + "?)");
