@@ -58,10 +58,11 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
-// Merge lines after the "#version" header, at most kClipMerges of them.
+// Merge lines after the header line, at most kClipMerges of them. Both readers skip the first
+// line unseen; OpenAI's reads '"bpe_simple_vocab_16e6.txt#version: 0.2', transformers' '#version: 0.2'.
 std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& text, const std::string& path) {
   std::vector<std::string> lines = split_lines(text);
-  if (lines.empty() || lines[0].rfind("#version", 0) != 0)
+  if (lines.empty() || lines[0].find("#version") == std::string::npos)
     throw Error(path + ": not a BPE merges file (the first line should be a '#version' header)");
   std::vector<std::pair<std::string, std::string>> merges;
   for (size_t i = 1; i < lines.size() && merges.size() < kClipMerges; ++i) {
@@ -117,10 +118,11 @@ ClipTokenizer ClipTokenizer::from_bpe_gz(const std::string& path) {
   return from_merges(merges);
 }
 
-ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt) {
+ClipTokenizer ClipTokenizer::parse_vocab_merges(const std::string& vocab_text, const std::string& vocab_json,
+                                                const std::string& merges_text, const std::string& merges_txt) {
   nlohmann::json vocab;
   try {
-    vocab = nlohmann::json::parse(read_text_file(vocab_json, "the tokenizer vocabulary"));
+    vocab = nlohmann::json::parse(vocab_text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(vocab_json + ": not valid JSON (" + e.what() + ")");
   }
@@ -138,7 +140,7 @@ ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, co
     tok.id_to_token_[id] = it.key();
     tok.token_to_id_[it.key()] = id;
   }
-  auto merges = parse_merges(read_text_file(merges_txt, "the BPE merges"), merges_txt);
+  auto merges = parse_merges(merges_text, merges_txt);
   for (size_t i = 0; i < merges.size(); ++i) {
     const std::string merged = merges[i].first + merges[i].second;
     if (!tok.token_to_id_.count(merged))
@@ -148,6 +150,16 @@ ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, co
   tok.set_merges(std::move(merges));
   tok.find_specials(vocab_json);
   return tok;
+}
+
+ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt) {
+  return parse_vocab_merges(read_text_file(vocab_json, "the tokenizer vocabulary"), vocab_json,
+                            read_text_file(merges_txt, "the BPE merges"), merges_txt);
+}
+
+ClipTokenizer ClipTokenizer::from_strings(const std::string& vocab_json_text, const std::string& merges_txt_text,
+                                          const std::string& source) {
+  return parse_vocab_merges(vocab_json_text, source + " (vocab.json)", merges_txt_text, source + " (merges.txt)");
 }
 
 ClipTokenizer ClipTokenizer::from_dir(const std::string& dir) {
@@ -317,11 +329,12 @@ std::vector<int64_t> ClipTokenizer::word_token_indices(const std::string& prompt
 }
 
 std::optional<int64_t> ClipTokenizer::token_id(const std::string& token) const {
-  auto it = token_to_id_.find(token);
-  if (it != token_to_id_.end()) return it->second;
+  // Added tokens first, as in transformers: "*" added as a word shadows the byte symbol "*".
   auto added = std::find(added_tokens_.begin(), added_tokens_.end(), utf8_to_u32(token));
   if (added != added_tokens_.end())
     return vocab_size() - static_cast<int64_t>(added_tokens_.size()) + (added - added_tokens_.begin());
+  auto it = token_to_id_.find(token);
+  if (it != token_to_id_.end()) return it->second;
   return std::nullopt;
 }
 
@@ -342,11 +355,6 @@ void ClipTokenizer::save_vocab_merges(const std::string& dir) const {
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create the tokenizer folder (" + ec.message() + ")");
   const int64_t base_size = vocab_size() - static_cast<int64_t>(added_tokens_.size());
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  for (int64_t id = 0; id < base_size; ++id) {
-    auto it = token_to_id_.find(id_to_token_[id]);
-    if (it != token_to_id_.end() && it->second == id) vocab[id_to_token_[id]] = id;
-  }
   auto write_text = [](const std::string& path, const std::string& text) {
     write_atomically(path, [&](const std::string& tmp) {
       std::ofstream out(tmp, std::ios::binary);
@@ -354,10 +362,8 @@ void ClipTokenizer::save_vocab_merges(const std::string& dir) const {
       if (!out.flush()) throw Error(path + ": cannot write");
     });
   };
-  write_text((fs::path(dir) / "vocab.json").string(), vocab.dump());
-  std::string merges = "#version: 0.2\n";
-  for (const auto& [a, b] : merges_) merges += a + ' ' + b + '\n';
-  write_text((fs::path(dir) / "merges.txt").string(), merges);
+  write_text((fs::path(dir) / "vocab.json").string(), vocab_json_text());
+  write_text((fs::path(dir) / "merges.txt").string(), merges_txt_text());
   const fs::path added_path = fs::path(dir) / "added_tokens.json";
   if (!added_tokens_.empty()) {
     nlohmann::ordered_json added = nlohmann::ordered_json::object();
@@ -366,6 +372,26 @@ void ClipTokenizer::save_vocab_merges(const std::string& dir) const {
   } else {
     fs::remove(added_path, ec);
   }
+}
+
+std::string ClipTokenizer::vocab_json_text() const {
+  const int64_t base_size = vocab_size() - static_cast<int64_t>(added_tokens_.size());
+  // Written by hand in id order (nlohmann's ordered_json inserts in linear time per key).
+  std::string text = "{";
+  for (int64_t id = 0; id < base_size; ++id) {
+    // A string listed twice in the layout keeps only the id that encoding uses.
+    auto it = token_to_id_.find(id_to_token_[id]);
+    if (it == token_to_id_.end() || it->second != id) continue;
+    if (text.size() > 1) text += ", ";
+    text += nlohmann::json(id_to_token_[id]).dump() + ": " + std::to_string(id);
+  }
+  return text + "}";
+}
+
+std::string ClipTokenizer::merges_txt_text() const {
+  std::string text = "#version: 0.2\n";
+  for (const auto& [a, b] : merges_) text += a + ' ' + b + '\n';
+  return text;
 }
 
 }  // namespace sine

@@ -20,6 +20,9 @@ class ClipTokenizer {
   static ClipTokenizer from_bpe_gz(const std::string& path);
   // The diffusers/transformers `tokenizer/` files.
   static ClipTokenizer from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt);
+  // The same from the files' contents (e.g. kept in a model's metadata); `source` names them in errors.
+  static ClipTokenizer from_strings(const std::string& vocab_json_text, const std::string& merges_txt_text,
+                                    const std::string& source = "tokenizer metadata");
   // A folder (or its `tokenizer/` subfolder) holding vocab.json + merges.txt (+ added_tokens.json)
   // or bpe_simple_vocab_16e6.txt.gz.
   static ClipTokenizer from_dir(const std::string& dir);
@@ -51,11 +54,16 @@ class ClipTokenizer {
   int64_t add_token(const std::string& word);
   // vocab.json + merges.txt (+ added_tokens.json when tokens were added), diffusers' format.
   void save_vocab_merges(const std::string& dir) const;
+  // The contents of vocab.json and merges.txt (added tokens are not part of them).
+  std::string vocab_json_text() const;
+  std::string merges_txt_text() const;
 
  private:
   ClipTokenizer() = default;
   void set_merges(std::vector<std::pair<std::string, std::string>> merges);
   void find_specials(const std::string& source);
+  static ClipTokenizer parse_vocab_merges(const std::string& vocab_text, const std::string& vocab_source,
+                                          const std::string& merges_text, const std::string& merges_source);
   std::vector<std::string> bpe(const std::u32string& piece) const;
   // Each piece of the cleaned text with its token ids.
   std::vector<std::pair<std::u32string, std::vector<int64_t>>> tokenize_pieces(const std::string& text) const;
