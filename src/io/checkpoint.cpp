@@ -237,7 +237,7 @@ CheckpointData load_checkpoint(const std::string& path, const ConfigOverrides& o
     config_sources.push_back(ConfigOverrides::parse_text(it->second, path + " (metadata sine.config)"));
   if (!overrides.empty()) {
     config_sources.push_back(overrides);
-    if (config_sources.back().source.empty()) config_sources.back().source = "--config";
+    if (config_sources.back().source.empty()) config_sources.back().source = "--model-config";
   }
   for (const auto& s : config_sources) s.apply_to(d.config);
   validate_config(d.config, path);

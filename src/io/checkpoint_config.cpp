@@ -261,7 +261,7 @@ void infer_text(const ShapeMap& s, const std::string& source, TextConfig& t) {
 
 std::string set_hint(const std::string& field) {
   const auto dot = field.find('.');
-  return " (give the model's value with --config '{\"" + field.substr(0, dot) + "\": {\"" + field.substr(dot + 1) +
+  return " (give the model's value with --model-config '{\"" + field.substr(0, dot) + "\": {\"" + field.substr(dot + 1) +
          "\": N}}' or a <checkpoint>.json sidecar)";
 }
 

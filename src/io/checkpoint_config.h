@@ -25,7 +25,7 @@ ModelConfig infer_config(const std::map<std::string, torch::Tensor>& canonical,
 
 // Config values in the LDM vocabulary of models/config.h, as JSON with the struct field names:
 // {"unet": {"num_heads": 2, "norm_groups": 4}, "vae": {"norm_groups": 4}, "text": {"heads": 4}}.
-// Used for --config on the command line, the `sine.config` metadata of our own files, and as
+// Used for --model-config on the command line, the `sine.config` metadata of our own files, and as
 // the common form the other config formats are converted to.
 struct ConfigOverrides {
   nlohmann::json values = nlohmann::json::object();

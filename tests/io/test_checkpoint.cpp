@@ -264,7 +264,7 @@ TEST(Checkpoint, TinyWithoutItsConfigSaysWhatIsMissing) {
   const std::string msg = error_of([] { load_checkpoint(kTinyFile); });
   EXPECT_NE(msg.find(kTinyFile), std::string::npos) << msg;
   EXPECT_NE(msg.find("unet.norm_groups = 32 does not divide the 8 channels"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("--config"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--model-config"), std::string::npos) << msg;
 
   // With the groups but not the text heads, the next gap is named.
   const std::string heads = error_of([] {
