@@ -31,6 +31,10 @@ float NoiseSchedule::alpha_cumprod(int64_t t) const {
 }
 
 torch::Tensor NoiseSchedule::alpha_cumprod(const torch::Tensor& t, const torch::Tensor& like) const {
+  return alpha_cumprod_f32(t, like).to(like.scalar_type());
+}
+
+torch::Tensor NoiseSchedule::alpha_cumprod_f32(const torch::Tensor& t, const torch::Tensor& like) const {
   if (t.scalar_type() != torch::kLong || t.dim() > 1)
     throw Error("timesteps must be an int64 tensor of shape [B] (got " + std::string(c10::toString(t.scalar_type())) +
                 " with " + std::to_string(t.dim()) + " dims)");
@@ -41,22 +45,28 @@ torch::Tensor NoiseSchedule::alpha_cumprod(const torch::Tensor& t, const torch::
   if (like.dim() >= 1 && flat.size(0) != 1 && flat.size(0) != like.size(0))
     throw Error("timesteps: " + std::to_string(flat.size(0)) + " values for a batch of " +
                 std::to_string(like.size(0)));
-  auto alpha = alphas_cumprod_.to(t.device()).index_select(0, flat).to(like.options());
+  auto alpha = alphas_cumprod_.to(t.device()).index_select(0, flat).to(like.device());
   std::vector<int64_t> shape(static_cast<size_t>(std::max<int64_t>(like.dim(), 1)), 1);
   shape[0] = flat.size(0);
   return alpha.view(shape);
 }
 
+std::pair<torch::Tensor, torch::Tensor> NoiseSchedule::signal_and_noise_scales(const torch::Tensor& t,
+                                                                              const torch::Tensor& like) const {
+  auto alpha = alpha_cumprod_f32(t, like);
+  return {alpha.sqrt().to(like.scalar_type()), (1 - alpha).sqrt().to(like.scalar_type())};
+}
+
 torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t,
                         const NoiseSchedule& schedule) {
-  auto alpha = schedule.alpha_cumprod(t, x0);
-  return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise;
+  auto [signal, noise_scale] = schedule.signal_and_noise_scales(t, x0);
+  return signal * x0 + noise_scale * noise;
 }
 
 torch::Tensor pred_x0_from_eps(const torch::Tensor& x_t, const torch::Tensor& eps, const torch::Tensor& t,
                                const NoiseSchedule& schedule) {
-  auto alpha = schedule.alpha_cumprod(t, x_t);
-  return (x_t - (1 - alpha).sqrt() * eps) / alpha.sqrt();
+  auto [signal, noise_scale] = schedule.signal_and_noise_scales(t, x_t);
+  return (x_t - noise_scale * eps) / signal;
 }
 
 torch::Tensor epsilon_loss(const torch::Tensor& eps_pred, const torch::Tensor& eps) {

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace sine {
@@ -23,8 +24,14 @@ class NoiseSchedule {
   // ᾱ_t for timesteps `t` (I64, 0-dim or [B]) shaped [B,1,1,...] to broadcast against `like`,
   // on like's device and in like's dtype (looked up in the float32 table).
   torch::Tensor alpha_cumprod(const torch::Tensor& t, const torch::Tensor& like) const;
+  // {sqrt(ᾱ_t), sqrt(1−ᾱ_t)} shaped like alpha_cumprod(t, like); the square roots are taken in
+  // float32 (CPU half has no sqrt) and then cast to like's dtype.
+  std::pair<torch::Tensor, torch::Tensor> signal_and_noise_scales(const torch::Tensor& t,
+                                                                  const torch::Tensor& like) const;
 
  private:
+  torch::Tensor alpha_cumprod_f32(const torch::Tensor& t, const torch::Tensor& like) const;
+
   torch::Tensor betas_, alphas_cumprod_;
   std::vector<float> table_;
 };
