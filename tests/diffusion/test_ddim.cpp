@@ -58,6 +58,18 @@ TEST(DDIM, StepMatchesDiffusers) {
   }
 }
 
+TEST(DDIM, StepKeepsTheInputDtype) {
+  auto ref = sine::SafeTensors::open(kFixture);
+  sine::DDIMScheduler scheduler;
+  auto eps = ref.get("step.model_output"), x = ref.get("step.sample");
+  for (auto dtype : {torch::kFloat16, torch::kBFloat16, torch::kFloat64}) {
+    auto out = scheduler.step(eps.to(dtype), 501, x.to(dtype), 0.3, c10::nullopt, torch::zeros_like(x));
+    EXPECT_EQ(out.prev_sample.scalar_type(), dtype);
+    auto plain = scheduler.step(eps, 501, x, 0.3, c10::nullopt, torch::zeros_like(x));
+    EXPECT_LE(relative_error(out.prev_sample, plain.prev_sample), dtype == torch::kFloat64 ? 1e-6 : 5e-2);
+  }
+}
+
 TEST(DDIM, InversionStepUndoesStep) {
   torch::manual_seed(0);
   auto eps = torch::randn({2, 4, 8, 8}, torch::kFloat64);
