@@ -15,7 +15,7 @@ constexpr std::array<Rgb, kColorCount> kPalette = {{
     {245, 135, 20},   // orange
     {245, 215, 40},   // yellow
     {40, 160, 60},    // green
-    {40, 80, 210},    // blue
+    {30, 120, 220},   // blue
     {135, 55, 185},   // purple
     {245, 130, 200},  // pink
     {245, 245, 245},  // white
