@@ -246,15 +246,20 @@ TEST(UNet, HookReplacingOutputChangesEps) {
 }
 
 // Loss gradients of every parameter and of the context, with the given checkpointing setting.
-std::map<std::string, torch::Tensor> gradients(bool use_checkpoint, torch::Tensor& context_grad) {
+// `attention_calls` counts hook calls over forward and backward (recomputation calls hooks again).
+std::map<std::string, torch::Tensor> gradients(bool use_checkpoint, torch::Tensor& context_grad,
+                                               size_t& attention_calls) {
   auto config = tiny_config();
   config.use_checkpoint = use_checkpoint;
   auto unet = load_tiny(config);
   unet->train();
+  RecordingHook hook;
+  unet->set_attention_hook(&hook);
   Io io;
   auto context = io.t["context_b2"].clone().requires_grad_(true);
   auto eps = unet(io.t["latent_b2"], io.t["timestep_b2"], context);
   (eps - io.t["eps_b2"].flip(0)).pow(2).mean().backward();
+  attention_calls = hook.sites.size();
   context_grad = context.grad();
   std::map<std::string, torch::Tensor> grads;
   for (const auto& p : unet->named_parameters(true)) grads[p.key()] = p.value().grad();
@@ -263,8 +268,11 @@ std::map<std::string, torch::Tensor> gradients(bool use_checkpoint, torch::Tenso
 
 TEST(UNet, GradientCheckpointingGivesTheSameGradients) {
   torch::Tensor ctx_plain, ctx_ckpt;
-  auto plain = gradients(false, ctx_plain);
-  auto ckpt = gradients(true, ctx_ckpt);
+  size_t calls_plain = 0, calls_ckpt = 0;
+  auto plain = gradients(false, ctx_plain, calls_plain);
+  auto ckpt = gradients(true, ctx_ckpt, calls_ckpt);
+  EXPECT_EQ(calls_plain, 32u);
+  EXPECT_EQ(calls_ckpt, 64u) << "the transformers were not recomputed during backward";
   double worst = 0, scale = 0;
   for (const auto& [name, g] : plain) {
     ASSERT_TRUE(g.defined()) << name;
@@ -275,6 +283,25 @@ TEST(UNet, GradientCheckpointingGivesTheSameGradients) {
   std::cout << "  parameter gradients: max abs diff " << worst << " (max |grad| " << scale << ")\n";
   EXPECT_LE(worst, 1e-6 * std::max(1.0, scale));
   expect_close(ctx_ckpt, ctx_plain, "context gradient", 1e-6);
+}
+
+// SingleInsert-style training: frozen UNet, gradients only to the conditioning inputs.
+TEST(UNet, CheckpointingWithFrozenWeightsGivesInputGradients) {
+  Io io;
+  std::vector<torch::Tensor> grads;
+  for (bool use_checkpoint : {false, true}) {
+    auto config = tiny_config();
+    config.use_checkpoint = use_checkpoint;
+    auto unet = load_tiny(config);
+    unet->train();
+    for (auto& p : unet->parameters()) p.requires_grad_(false);
+    auto context = io.t["context"].clone().requires_grad_(true);
+    auto grid = torch::zeros({1, 8, 16, 16}).requires_grad_(true);
+    unet(io.t["latent"], io.t["timestep"], context, grid).pow(2).mean().backward();
+    ASSERT_TRUE(context.grad().defined() && grid.grad().defined());
+    grads.push_back(torch::cat({context.grad().flatten(), grid.grad().flatten()}));
+  }
+  expect_close(grads[1], grads[0], "input gradients with frozen weights", 1e-6);
 }
 
 }  // namespace
