@@ -40,14 +40,6 @@ void UNetBlockImpl::add(Upsample layer) {
   layers_.push_back({nullptr, nullptr, nullptr, layer});
 }
 
-bool UNetBlockImpl::has_downsample() const {
-  return std::any_of(layers_.begin(), layers_.end(), [](const Layer& l) { return !l.down.is_empty(); });
-}
-
-bool UNetBlockImpl::has_upsample() const {
-  return std::any_of(layers_.begin(), layers_.end(), [](const Layer& l) { return !l.up.is_empty(); });
-}
-
 std::vector<SpatialTransformer> UNetBlockImpl::transformers() const {
   std::vector<SpatialTransformer> out;
   for (const auto& l : layers_)

@@ -26,8 +26,6 @@ class UNetBlockImpl : public torch::nn::Module {
                         const AttentionCall& call, bool checkpointed,
                         c10::optional<std::vector<int64_t>> upsample_size = c10::nullopt);
 
-  bool has_downsample() const;
-  bool has_upsample() const;
   std::vector<SpatialTransformer> transformers() const;
 
  private:
