@@ -166,8 +166,7 @@ struct RecordingHook : sine::AttentionHook {
   void on_qkv(const sine::AttentionSite& site, torch::Tensor& q, torch::Tensor& k, torch::Tensor& v) override {
     sites.push_back(site);
     EXPECT_EQ(q.size(1), site.height * site.width);
-    if (!site.is_cross) EXPECT_EQ(k.size(1), site.height * site.width);
-    if (site.is_cross) EXPECT_EQ(k.size(1), 77);
+    EXPECT_EQ(k.size(1), site.is_cross ? 77 : site.height * site.width);
   }
 };
 
