@@ -1,0 +1,62 @@
+#include <memory>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+#include "core/runtime.h"
+#include "world/trainer.h"
+
+namespace sine {
+
+namespace {
+
+struct WorldTrainFlags {
+  world::WorldTrainOptions options;
+  std::string device = "cpu";
+  bool fp32 = false;
+};
+
+// `sine world ...` may already exist when another world command registered first.
+CLI::App* world_command(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "world"; })) return sub;
+  CLI::App* world = app.add_subcommand("world", "the shapes world: the bundled model's training data, trainer and judge");
+  world->require_subcommand(1);
+  return world;
+}
+
+}  // namespace
+
+void register_world_train(CLI::App& app) {
+  auto f = std::make_shared<WorldTrainFlags>();
+  world::WorldTrainOptions& o = f->options;
+  CLI::App* cmd = world_command(app)->add_subcommand(
+      "train",
+      "train the bundled shapes-world model from scratch (tokenizer, VAE, text encoder + UNet); rerun to resume");
+  cmd->add_option("-o,--output", o.output, "the model file (.safetensors, tokenizer embedded)")->capture_default_str();
+  cmd->add_option("--work-dir", o.work_dir, "tokenizer and resumable stage checkpoints")->capture_default_str();
+  cmd->add_option("-s,--seed", o.seed, "seed of initialization and data (same seed, same model)")->capture_default_str();
+  cmd->add_option("--captions", o.tokenizer_captions, "captions the BPE tokenizer is learned from")->capture_default_str();
+  cmd->add_option("--vae-steps", o.vae.steps, "VAE training steps")->capture_default_str();
+  cmd->add_option("--vae-batch", o.vae.batch, "VAE batch size")->capture_default_str();
+  cmd->add_option("--vae-lr", o.vae.lr, "VAE peak learning rate")->capture_default_str();
+  cmd->add_option("--steps", o.diffusion.steps, "text encoder + UNet training steps")->capture_default_str();
+  cmd->add_option("--batch", o.diffusion.batch, "text encoder + UNet batch size")->capture_default_str();
+  cmd->add_option("--lr", o.diffusion.lr, "text encoder + UNet peak learning rate")->capture_default_str();
+  cmd->add_option("--ema-decay", o.diffusion.ema_decay, "EMA of the text encoder + UNet weights (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--caption-dropout", o.caption_dropout, "fraction of empty prompts (for classifier-free guidance)")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between resumable checkpoints")->capture_default_str();
+  cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_flag("--fp32", f->fp32, "store fp32 weights (default fp16)");
+  on_run(cmd, [f] {
+    if (f->options.vae.steps < 1 || f->options.diffusion.steps < 1) throw Error("--vae-steps and --steps must be at least 1");
+    if (f->options.vae.batch < 1 || f->options.diffusion.batch < 1) throw Error("--vae-batch and --batch must be at least 1");
+    if (f->options.caption_dropout < 0 || f->options.caption_dropout > 1)
+      throw Error("--caption-dropout must be in [0, 1]");
+    f->options.device = parse_device(f->device);
+    f->options.fp16_output = !f->fp32;
+    world::train_shapes_world(f->options);
+  });
+}
+
+}  // namespace sine
