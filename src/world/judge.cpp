@@ -2,58 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <random>
 
 #include "core/error.h"
-#include "world/render.h"
+#include "world/judge_internal.h"
 
 namespace sine::world {
-namespace {
-
-using Lab = std::array<float, 3>;
-using Vec3 = std::array<float, 3>;
-
-// Foreground is what differs from the background model by more than kLowContrast (CIE76), in
-// blobs that reach kHighContrast somewhere. The sampler keeps objects >= 38 and pattern tones
-// >= 28 away from every background color, so both margins are wide.
-constexpr float kLowContrast = 10.0f;
-constexpr float kHighContrast = 20.0f;
-constexpr float kBorderInlier = 20.0f;  // sRGB distance for a border pixel to fit a model
-constexpr float kMinBlobArea = 0.08f;   // of a small object's box
-constexpr float kPatternMatch = 0.5f;      // correlation of the tone with stripes or dots
-constexpr float kPatternAmplitude = 0.35f; // swing of the tone along the pattern (crisp: 1)
-
-struct Image {
-  int64_t h = 0, w = 0;
-  std::vector<Vec3> rgb;
-  std::vector<Lab> lab;
-};
-
-Image load(const torch::Tensor& rgb_u8) {
-  if (rgb_u8.dim() != 3 || rgb_u8.size(2) != 3 || rgb_u8.scalar_type() != torch::kUInt8)
-    throw Error("judge: expected a uint8 [H, W, 3] RGB image, got " + std::string(rgb_u8.toString()) +
-                " of shape " + c10::str(rgb_u8.sizes()));
-  auto t = rgb_u8.to(torch::kCPU).contiguous();
-  Image img;
-  img.h = t.size(0), img.w = t.size(1);
-  if (img.h < 8 || img.w < 8) throw Error("judge: image " + c10::str(t.sizes()) + " is too small");
-  const uint8_t* p = t.data_ptr<uint8_t>();
-  const int64_t n = img.h * img.w;
-  img.rgb.resize(n);
-  img.lab.resize(n);
-  for (int64_t i = 0; i < n; ++i) {
-    img.rgb[i] = {static_cast<float>(p[3 * i]), static_cast<float>(p[3 * i + 1]), static_cast<float>(p[3 * i + 2])};
-    img.lab[i] = lab_of_rgb_float(img.rgb[i][0], img.rgb[i][1], img.rgb[i][2]);
-  }
-  return img;
-}
-
-float rgb_distance(const Vec3& a, const Vec3& b) {
-  float s = 0;
-  for (int c = 0; c < 3; ++c) s += (a[c] - b[c]) * (a[c] - b[c]);
-  return std::sqrt(s);
-}
+namespace judge_detail {
 
 Lab lab_of_vec(const Vec3& v) {
   return lab_of_rgb_float(std::clamp(v[0], 0.0f, 255.0f), std::clamp(v[1], 0.0f, 255.0f),
@@ -72,13 +27,78 @@ std::pair<Color, float> nearest_color(const Lab& lab) {
   return {best, best_d};
 }
 
-// Projection of p on the segment a-b: returns (t in [0, 1], distance).
 std::pair<float, float> project(const Lab& p, const Lab& a, const Lab& b) {
   float ab2 = 0, dot = 0;
   for (int c = 0; c < 3; ++c) ab2 += (b[c] - a[c]) * (b[c] - a[c]), dot += (p[c] - a[c]) * (b[c] - a[c]);
   float t = ab2 > 1e-6f ? std::clamp(dot / ab2, 0.0f, 1.0f) : 0.0f;
   Lab q{a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), a[2] + t * (b[2] - a[2])};
   return {t, delta_e(p, q)};
+}
+
+namespace {
+
+// Foreground is what differs from the background model by more than kLowContrast (CIE76), in
+// blobs that reach kHighContrast somewhere. The sampler keeps objects >= 38 and pattern tones
+// >= 28 away from every background color, so both margins are wide.
+constexpr float kLowContrast = 10.0f;
+constexpr float kHighContrast = 20.0f;
+constexpr float kBorderInlier = 20.0f;  // sRGB distance for a border pixel to fit a model
+constexpr float kMinBlobArea = 0.08f;   // of a small object's box
+constexpr float kQuietNoise = 2.5f;     // sRGB noise level below which the image is used as is
+
+// Robust per-channel noise estimate: the median absolute difference of horizontal neighbours,
+// which flat regions (most of a shapes-world image) dominate.
+float noise_level(const std::vector<Vec3>& rgb, int64_t h, int64_t w) {
+  std::vector<float> diffs;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x + 1 < w; ++x)
+      for (int c = 0; c < 3; ++c) diffs.push_back(std::abs(rgb[y * w + x + 1][c] - rgb[y * w + x][c]));
+  auto mid = diffs.begin() + diffs.size() / 2;
+  std::nth_element(diffs.begin(), mid, diffs.end());
+  return *mid / (0.6745f * std::sqrt(2.0f));
+}
+
+// One pass of the [1 2 1] x [1 2 1] / 16 filter, edges replicated.
+std::vector<Vec3> smooth(const std::vector<Vec3>& rgb, int64_t h, int64_t w) {
+  std::vector<Vec3> tmp(rgb.size()), out(rgb.size());
+  auto at = [](int64_t i, int64_t n) { return std::clamp<int64_t>(i, 0, n - 1); };
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        tmp[y * w + x][c] = (rgb[y * w + at(x - 1, w)][c] + 2 * rgb[y * w + x][c] + rgb[y * w + at(x + 1, w)][c]) / 4;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        out[y * w + x][c] = (tmp[at(y - 1, h) * w + x][c] + 2 * tmp[y * w + x][c] + tmp[at(y + 1, h) * w + x][c]) / 4;
+  return out;
+}
+
+// Noisy images (a sampler's grain) are smoothed until the noise is small against the color
+// margins: the judge reads flat regions, never single pixels.
+Image load(const torch::Tensor& rgb_u8) {
+  if (rgb_u8.dim() != 3 || rgb_u8.size(2) != 3 || rgb_u8.scalar_type() != torch::kUInt8)
+    throw Error("judge: expected a uint8 [H, W, 3] RGB image, got " + std::string(rgb_u8.toString()) +
+                " of shape " + c10::str(rgb_u8.sizes()));
+  auto t = rgb_u8.to(torch::kCPU).contiguous();
+  Image img;
+  img.h = t.size(0), img.w = t.size(1);
+  if (img.h < 8 || img.w < 8) throw Error("judge: image " + c10::str(t.sizes()) + " is too small");
+  const uint8_t* p = t.data_ptr<uint8_t>();
+  const int64_t n = img.h * img.w;
+  img.rgb.resize(n);
+  for (int64_t i = 0; i < n; ++i)
+    img.rgb[i] = {static_cast<float>(p[3 * i]), static_cast<float>(p[3 * i + 1]), static_cast<float>(p[3 * i + 2])};
+  for (int pass = 0; pass < 3 && noise_level(img.rgb, img.h, img.w) > kQuietNoise; ++pass)
+    img.rgb = smooth(img.rgb, img.h, img.w);
+  img.lab.resize(n);
+  for (int64_t i = 0; i < n; ++i) img.lab[i] = lab_of_rgb_float(img.rgb[i][0], img.rgb[i][1], img.rgb[i][2]);
+  return img;
+}
+
+float rgb_distance(const Vec3& a, const Vec3& b) {
+  float s = 0;
+  for (int c = 0; c < 3; ++c) s += (a[c] - b[c]) * (a[c] - b[c]);
+  return std::sqrt(s);
 }
 
 float median(std::vector<float> v) {
@@ -95,6 +115,33 @@ struct BackgroundModel {
   bool checkered = false;
   std::array<Vec3, 3> coef{};  // solid/gradient: rgb = coef[0] + coef[1] * y + coef[2] * x (normalized)
   Lab tone_a{}, tone_b{};      // checkered: the two cell tones
+  Vec3 tone_a_rgb{}, tone_b_rgb{};
+
+  // sRGB of the background at every pixel; a checker's cells are blended by their share of
+  // the pixel, as the renderer draws them.
+  std::vector<Vec3> colors(const Image& img) const {
+    std::vector<Vec3> out(img.h * img.w);
+    const double cell = kCheckerCell * std::min(img.h, img.w);
+    // Length of [0, s) that falls in even-numbered cells.
+    auto even_length = [cell](double s) {
+      const double q = std::floor(s / cell), r = s - q * cell;
+      return std::ceil(q / 2) * cell + (static_cast<int64_t>(q) % 2 == 0 ? r : 0.0);
+    };
+    for (int64_t y = 0; y < img.h; ++y) {
+      const double ey = even_length(y + 1.0) - even_length(static_cast<double>(y));
+      for (int64_t x = 0; x < img.w; ++x) {
+        if (!checkered) {
+          out[y * img.w + x] = at(img, y, x);
+          continue;
+        }
+        const double ex = even_length(x + 1.0) - even_length(static_cast<double>(x));
+        const float share_a = static_cast<float>(ex * ey + (1 - ex) * (1 - ey));
+        for (int c = 0; c < 3; ++c)
+          out[y * img.w + x][c] = share_a * tone_a_rgb[c] + (1 - share_a) * tone_b_rgb[c];
+      }
+    }
+    return out;
+  }
 
   // CIE76 distance of every pixel to the background: to the modeled color, or for a checker
   // to the segment between its tones (cell edges blend them).
@@ -221,6 +268,8 @@ BackgroundModel fit_checker_background(const Image& img, const std::vector<int64
   }
   m.tone_a = lab_of_vec(tones[0]);
   m.tone_b = lab_of_vec(tones[1]);
+  m.tone_a_rgb = tones[0];
+  m.tone_b_rgb = tones[1];
   m.fit.border_explained = static_cast<float>(explained) / (classes[0].size() + classes[1].size());
   return m;
 }
@@ -272,11 +321,6 @@ BackgroundModel fit_background(const Image& img) {
 
 // ---- blobs ---------------------------------------------------------------------------------
 
-struct Blob {
-  std::vector<int64_t> pixels;
-  int64_t x0, y0, x1, y1;  // bounding box, exclusive ends
-};
-
 std::vector<Blob> find_blobs(const Image& img, const std::vector<float>& dist) {
   const int64_t n = img.h * img.w;
   const float side = static_cast<float>(std::min(img.h, img.w));
@@ -319,242 +363,11 @@ std::vector<Blob> find_blobs(const Image& img, const std::vector<float>& dist) {
   return kept;
 }
 
-// ---- per-blob attributes -------------------------------------------------------------------
-
-// Chooses the palette color whose segment [color, pattern tone] explains the pixels best;
-// pixels in the tone cost a little more, so a plain object in some color's tone stays plain.
-struct ColorFit {
-  Color color = Color::red;
-  float residual = 0;
-};
-
-ColorFit fit_color(const std::vector<Lab>& labs) {
-  ColorFit best;
-  float best_cost = 1e30f;
-  for (int k = 0; k < kColorCount; ++k) {
-    Color c = static_cast<Color>(k);
-    Lab base = lab_of_color(c), tone = lab_of(pattern_tone(c));
-    float cost = 0, residual = 0;
-    for (const Lab& p : labs) {
-      auto [t, r] = project(p, base, tone);
-      float capped = std::min(r, 30.0f);
-      // Pixels between the two tones cost most: on the achromatic line black+light tone,
-      // gray+dark tone and white+gray tone are collinear, and only where the pixels cluster
-      // tells them apart.
-      cost += capped * capped + 64.0f * t + 400.0f * t * (1 - t);
-      residual += r;
-    }
-    if (cost < best_cost) {
-      best_cost = cost;
-      best.color = c;
-      best.residual = residual / std::max<size_t>(1, labs.size());
-    }
-  }
-  return best;
-}
-
-// Pearson correlation of b with a, and the slope of b regressed on a.
-std::pair<float, float> correlate(const std::vector<float>& a, const std::vector<float>& b) {
-  const size_t n = a.size();
-  double ma = 0, mb = 0;
-  for (size_t k = 0; k < n; ++k) ma += a[k], mb += b[k];
-  ma /= n, mb /= n;
-  double sab = 0, saa = 0, sbb = 0;
-  for (size_t k = 0; k < n; ++k) {
-    sab += (a[k] - ma) * (b[k] - mb), saa += (a[k] - ma) * (a[k] - ma), sbb += (b[k] - mb) * (b[k] - mb);
-  }
-  if (saa <= 1e-12 || sbb <= 1e-12) return {0.0f, 0.0f};
-  return {static_cast<float>(sab / std::sqrt(saa * sbb)), static_cast<float>(sab / saa)};
-}
-
-struct PatternMatch {
-  float stripes = -1, dots = -1;  // best correlation of t with each pattern's coverage
-  float amplitude = 0;            // how far t moves with the better pattern's coverage
-};
-
-// How well the tone coordinate t of the pixels follows stripes or dots of the world's period,
-// at the best phase. Searching the phase keeps this working for images whose pattern is not
-// anchored at the object's center.
-PatternMatch pattern_matches(const Image& img, const std::vector<int64_t>& pixels,
-                                        const std::vector<float>& t, float cx, float cy) {
-  const float period = kPatternPeriod * std::min(img.h, img.w);
-  const int samples = period < 10 ? 3 : 2, phases = 6;
-  std::vector<float> coverage(pixels.size());
-  PatternMatch m;
-  float stripes_slope = 0, dots_slope = 0;
-  for (int py = 0; py < phases; ++py) {
-    for (int px = 0; px <= phases; ++px) {
-      const bool stripes = px == phases;  // the last column of the phase grid: stripes
-      const float oy = cy + period * py / phases, ox = cx + period * (stripes ? 0 : px) / phases;
-      for (size_t k = 0; k < pixels.size(); ++k) {
-        const int64_t y = pixels[k] / img.w, x = pixels[k] % img.w;
-        int hits = 0;
-        for (int a = 0; a < samples; ++a) {
-          float v = (y + (a + 0.5f) / samples - oy) / period;
-          float dv = v - std::round(v);
-          for (int b = 0; b < samples; ++b) {
-            if (stripes) {
-              hits += std::abs(dv) < kStripeDuty / 2;
-              continue;
-            }
-            float u = (x + (b + 0.5f) / samples - ox) / period;
-            float du = u - std::round(u);
-            hits += du * du + dv * dv < kDotRadius * kDotRadius;
-          }
-        }
-        coverage[k] = static_cast<float>(hits) / (samples * samples);
-      }
-      auto [r, slope] = correlate(coverage, t);
-      float& best = stripes ? m.stripes : m.dots;
-      if (r > best) best = r, (stripes ? stripes_slope : dots_slope) = slope;
-    }
-  }
-  m.amplitude = m.stripes >= m.dots ? stripes_slope : dots_slope;
-  return m;
-}
-
-// Plain unless the tone follows stripes or dots closely and with a real swing (blends with
-// the background at the rim of a plain object correlate with neither, and swing little).
-void classify_pattern(const Image& img, const std::vector<int64_t>& pixels, const std::vector<float>& t,
-                      FoundObject& out) {
-  const float cx = out.object.cx * img.w, cy = out.object.cy * img.h;
-  const PatternMatch match = pattern_matches(img, pixels, t, cx, cy);
-  out.stripe_match = match.stripes, out.dot_match = match.dots, out.pattern_amplitude = match.amplitude;
-  if (std::max(match.stripes, match.dots) < kPatternMatch || match.amplitude < kPatternAmplitude)
-    out.object.pattern = Pattern::plain;
-  else
-    out.object.pattern = match.stripes >= match.dots ? Pattern::striped : Pattern::dotted;
-}
-
-// Places each shape's template by the blob's area and centroid, tries a few scales, and keeps
-// the best soft IoU; the winner gives shape, size and center.
-void fit_shape(const Image& img, const Blob& blob, const std::vector<float>& alpha, FoundObject& out) {
-  double area = 0, mx = 0, my = 0;
-  for (size_t k = 0; k < blob.pixels.size(); ++k) {
-    int64_t i = blob.pixels[k];
-    area += alpha[k], mx += alpha[k] * (i % img.w + 0.5), my += alpha[k] * (i / img.w + 0.5);
-  }
-  mx /= area, my /= area;
-  const float side = static_cast<float>(std::min(img.h, img.w));
-  const int64_t bw = blob.x1 - blob.x0;
-  std::vector<float> observed((blob.y1 - blob.y0) * bw, 0.0f), templ;
-  for (size_t k = 0; k < blob.pixels.size(); ++k) {
-    int64_t i = blob.pixels[k];
-    observed[(i / img.w - blob.y0) * bw + (i % img.w - blob.x0)] = alpha[k];
-  }
-  auto observed_at = [&](int64_t y, int64_t x) {
-    return y >= blob.y0 && y < blob.y1 && x >= blob.x0 && x < blob.x1 ? observed[(y - blob.y0) * bw + (x - blob.x0)]
-                                                                      : 0.0f;
-  };
-  float best_iou = -1;
-  for (int s = 0; s < kShapeCount; ++s) {
-    const Shape shape = static_cast<Shape>(s);
-    const ShapeMoments& mom = shape_moments(shape);
-    const float size0 = static_cast<float>(std::sqrt(area / mom.area));
-    float shape_best = 0;
-    for (float scale : {0.94f, 1.0f, 1.06f}) {
-      const float size = size0 * scale;
-      const float cx = static_cast<float>(mx) - size * mom.cx, cy = static_cast<float>(my) - size * mom.cy;
-      // Only the template's own box needs rendering: union = sum(observed) + sum(template) - overlap.
-      const int x0 = static_cast<int>(std::max(0.0f, std::floor(cx - size / 2)));
-      const int y0 = static_cast<int>(std::max(0.0f, std::floor(cy - size / 2)));
-      const int x1 = static_cast<int>(std::min<float>(img.w, std::ceil(cx + size / 2)));
-      const int y1 = static_cast<int>(std::min<float>(img.h, std::ceil(cy + size / 2)));
-      if (x1 <= x0 || y1 <= y0) continue;
-      templ.resize(static_cast<size_t>(x1 - x0) * (y1 - y0));
-      shape_coverage(shape, cx, cy, size, x0, y0, x1 - x0, y1 - y0, size < 24 ? 3 : 2, templ.data());
-      double inter = 0, sum_templ = 0;
-      for (int y = y0; y < y1; ++y)
-        for (int x = x0; x < x1; ++x) {
-          const float t = templ[(y - y0) * (x1 - x0) + (x - x0)];
-          sum_templ += t, inter += std::min(t, observed_at(y, x));
-        }
-      const float iou = static_cast<float>(inter / (area + sum_templ - inter));
-      shape_best = std::max(shape_best, iou);
-      if (iou > best_iou) {
-        best_iou = iou;
-        out.object.shape = shape;
-        out.extent = size / side;
-        out.object.cx = cx / img.w;
-        out.object.cy = cy / img.h;
-      }
-    }
-    out.shape_iou[s] = shape_best;
-  }
-  out.object.size = out.extent < std::sqrt(kSmallExtent * kLargeExtent) ? Size::small : Size::large;
-  out.object.grid_cell = grid_cell_of(out.object.cx, out.object.cy);
-}
-
-FoundObject analyze_blob(const Image& img, const Blob& blob, const std::vector<float>& dist) {
-  FoundObject out;
-  out.area_px = static_cast<int>(blob.pixels.size());
-  // Coverage: contrast to the background relative to the blob's typical inner contrast.
-  std::vector<float> strong;
-  for (int64_t i : blob.pixels)
-    if (dist[i] > kHighContrast) strong.push_back(dist[i]);
-  std::nth_element(strong.begin(), strong.begin() + strong.size() * 3 / 10, strong.end());
-  const float full = strong[strong.size() * 3 / 10];
-  std::vector<float> alpha;
-  for (int64_t i : blob.pixels) alpha.push_back(std::clamp(dist[i] / full, 0.0f, 1.0f));
-
-  // Color and pattern from the blob's inner pixels, away from blends with the background:
-  // depth is the chessboard distance to the nearest pixel outside the blob.
-  const int64_t x0 = blob.x0 - 1, y0 = blob.y0 - 1, ww = blob.x1 - blob.x0 + 2, wh = blob.y1 - blob.y0 + 2;
-  std::vector<int> depth(ww * wh, 0);
-  std::vector<int64_t> frontier;
-  for (size_t k = 0; k < blob.pixels.size(); ++k) {
-    if (alpha[k] < 0.5f) continue;
-    int64_t i = blob.pixels[k];
-    depth[(i / img.w - y0) * ww + (i % img.w - x0)] = -1;
-  }
-  for (int64_t k = 0; k < ww * wh; ++k)
-    if (depth[k] == 0) frontier.push_back(k);
-  for (int d = 1; !frontier.empty(); ++d) {
-    std::vector<int64_t> next;
-    for (int64_t k : frontier) {
-      int64_t y = k / ww, x = k % ww;
-      for (int64_t dy = -1; dy <= 1; ++dy)
-        for (int64_t dx = -1; dx <= 1; ++dx) {
-          int64_t yy = y + dy, xx = x + dx;
-          if (yy < 0 || yy >= wh || xx < 0 || xx >= ww || depth[yy * ww + xx] != -1) continue;
-          depth[yy * ww + xx] = d;
-          next.push_back(yy * ww + xx);
-        }
-    }
-    frontier.swap(next);
-  }
-  auto pixels_at_depth = [&](int min_depth) {
-    std::vector<int64_t> out;
-    for (int64_t i : blob.pixels)
-      if (depth[(i / img.w - y0) * ww + (i % img.w - x0)] >= min_depth) out.push_back(i);
-    return out;
-  };
-  std::vector<int64_t> inner = pixels_at_depth(2);
-  if (inner.size() < 6) inner = pixels_at_depth(1);
-  if (inner.empty()) inner = blob.pixels;
-  std::vector<Lab> inner_lab;
-  for (int64_t i : inner) inner_lab.push_back(img.lab[i]);
-  ColorFit color = fit_color(inner_lab);
-  out.object.color = color.color;
-  out.color_residual = color.residual;
-  const Lab base = lab_of_color(color.color), tone = lab_of(pattern_tone(color.color));
-  auto tone_coordinate = [&](const std::vector<int64_t>& pixels) {
-    std::vector<float> t;
-    for (int64_t i : pixels) t.push_back(project(img.lab[i], base, tone).first);
-    return t;
-  };
-  fit_shape(img, blob, alpha, out);
-  classify_pattern(img, inner, tone_coordinate(inner), out);
-
-  out.mask = torch::zeros({img.h, img.w}, torch::kFloat32);
-  float* m = out.mask.data_ptr<float>();
-  for (size_t k = 0; k < blob.pixels.size(); ++k) m[blob.pixels[k]] = alpha[k];
-  return out;
-}
-
 }  // namespace
+}  // namespace judge_detail
 
 JudgeResult judge(const torch::Tensor& rgb_u8, const Scene* expected) {
+  using namespace judge_detail;
   const Image img = load(rgb_u8);
   JudgeResult result;
   result.height = img.h, result.width = img.w;
@@ -563,8 +376,9 @@ JudgeResult judge(const torch::Tensor& rgb_u8, const Scene* expected) {
   result.scene.background = bg.fit.background;
 
   const std::vector<float> dist = bg.distances(img);
+  const std::vector<Vec3> bg_rgb = bg.colors(img);
   const auto blobs = find_blobs(img, dist);
-  for (const Blob& blob : blobs) result.found.push_back(analyze_blob(img, blob, dist));
+  for (const Blob& blob : blobs) result.found.push_back(analyze_blob(img, blob, dist, bg_rgb));
   // Reading order, as captions list objects.
   std::stable_sort(result.found.begin(), result.found.end(), [](const FoundObject& a, const FoundObject& b) {
     return a.object.grid_cell != b.object.grid_cell ? a.object.grid_cell < b.object.grid_cell

@@ -10,20 +10,27 @@
 
 #include "world/scene.h"
 
-// The judge reads a shapes-world image back from pixels alone: it models the background from
-// the image border (solid/gradient: a robust linear fit; checkered: the two cell tones), takes
-// what differs from it as foreground, splits that into connected blobs, and fits each blob:
-// color and pattern by which palette color and its pattern tone explain the pixels, shape by
-// the best overlap with anti-aliased templates of every shape, size and position from the fit.
+// The judge reads a shapes-world image back from pixels alone. It smooths away grain, models
+// the background from the image border (solid/gradient: a robust linear fit; checkered: the two
+// cell tones), takes what differs from it as foreground and splits that into connected blobs.
+// Each blob is fitted: shape, size and position by the best overlap with anti-aliased templates
+// of every shape, blurred as much as the image is; color by which palette color and its pattern
+// tone explain the blob's inside (with the background's share unmixed where the image is
+// blurry); pattern by how the tone follows stripes or dots of the world's period.
 // Given an expected scene (e.g. a parsed caption) it also says which claims hold.
+//
+// Measured (tests/world/test_world_judge.cpp): every attribute 100% right on 200 random scenes
+// at 64x64, 128x128 and 64x128, and with blur (sigma 0.7 px at 64, 1.2 px at 128) plus noise.
 namespace sine::world {
 
 struct FoundObject {
   Object object;                 // recovered attributes; cx, cy normalized, grid_cell by thirds
   float extent = 0;              // fitted template side in units of min(height, width)
+  float blur_px = 0;             // Gaussian blur (sigma, pixels) the fitted template needed
   int area_px = 0;               // pixels in the blob
   std::array<float, kShapeCount> shape_iou{};  // soft IoU with each shape's best template
   float color_residual = 0;      // mean CIE76 distance of the blob's pixels to the color model
+  float tone_spread = 0;         // standard deviation of the pixels' tone coordinate
   float stripe_match = 0;        // correlation of the tone with stripes, at the best phase
   float dot_match = 0;           // the same for dots
   float pattern_amplitude = 0;   // tone swing along the better of the two (about 1 when crisp)

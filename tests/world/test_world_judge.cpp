@@ -130,8 +130,12 @@ TEST(WorldJudge, RobustToBlurAndNoise) {
   Trial mild{64, 64, 5};
   mild.blur = 0.7, mild.noise = 4;
   measure(mild, "64x64 blur 0.7 noise 4").expect_at_least(0.9);
+  Trial grainy{64, 64, 7};
+  grainy.scenes = 100;
+  grainy.blur = 1.0, grainy.noise = 8;
+  measure(grainy, "64x64 blur 1.0 noise 8").expect_at_least(0.9);
   Trial strong{128, 128, 6};
-  strong.scenes = 100;
+  strong.scenes = 60;
   strong.blur = 1.2, strong.noise = 6;
   measure(strong, "128x128 blur 1.2 noise 6").expect_at_least(0.9);
 }
