@@ -379,7 +379,8 @@ FoundObject analyze_blob(const Image& img, const Blob& blob, const std::vector<f
   if (out.object.pattern != Pattern::plain) {
     std::vector<float> base_d, tone_d;
     for (size_t k = 0; k < inner.size(); ++k) (t[k] < 0.5f ? base_d : tone_d).push_back(dist[inner[k]]);
-    alpha = coverage(std::min(percentile(base_d, 0.9f), percentile(tone_d, 0.9f)));
+    if (!base_d.empty() && !tone_d.empty())
+      alpha = coverage(std::max(1.0f, std::min(percentile(base_d, 0.9f), percentile(tone_d, 0.9f))));
   }
 
   const ShapeFitter::Fit shape = fit_shape(img, blob, alpha, out);
