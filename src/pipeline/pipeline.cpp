@@ -56,6 +56,13 @@ std::shared_ptr<ClipTokenizer> find_tokenizer(const std::string& model_path, con
 
 namespace {
 
+// --model-config: a JSON file, or JSON text given inline.
+ConfigOverrides parse_config_flag(const std::string& value) {
+  if (value.empty()) return {};
+  if (fs::exists(value)) return ConfigOverrides::from_file(value);
+  return ConfigOverrides::parse_text(value, "--model-config");
+}
+
 std::string resolve_model_path(const LoadOptions& options) {
   std::string path = options.model.empty() ? default_model_path() : options.model;
   if (path.empty()) throw Error("--model: no model given and no bundled default model found (set SINE_MODEL or pass -m)");
@@ -67,7 +74,7 @@ std::string resolve_model_path(const LoadOptions& options) {
 
 StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
   const std::string path = resolve_model_path(options);
-  CheckpointData ckpt = load_checkpoint(path, parse_config_overrides(options.config_json));
+  CheckpointData ckpt = load_checkpoint(path, parse_config_flag(options.config_json));
   StableDiffusion model(ckpt.config);
   load_module_weights(*model, ckpt.tensors, "", path);
   ckpt.tensors.clear();
