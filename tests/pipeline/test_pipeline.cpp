@@ -1,0 +1,188 @@
+// The SD 1.x engine end to end against diffusers' 5-step guided txt2img on the tiny model, loaded
+// from both layouts; plus img2img and seed determinism.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "core/error.h"
+#include "diffusion/ddim.h"
+#include "io/safetensors.h"
+#include "pipeline/pipeline.h"
+
+namespace sine {
+namespace {
+
+const std::string kShared = SINE_SHARED_DIR;
+const std::string kTiny = kShared + "/reference/tiny";
+const std::string kVocab = kShared + "/data/clip/bpe_simple_vocab_16e6.txt.gz";
+const std::string kPrompt = "a photograph of an astronaut riding a horse";
+
+// Prints and checks max|a−b| ≤ 1e-4·max(1, max|ref|), the tolerance of the reference README.
+void expect_close(const torch::Tensor& actual, const torch::Tensor& ref, const std::string& what) {
+  ASSERT_EQ(actual.sizes(), ref.sizes()) << what;
+  auto a = actual.to(torch::kCPU, torch::kFloat64);
+  auto r = ref.to(torch::kFloat64);
+  const double scale = r.abs().max().item<double>();
+  const double err = (a - r).abs().max().item<double>();
+  const double tol = 1e-4 * std::max(1.0, scale);
+  std::printf("  %-22s max|ref| %9.4f  max abs err %.3e  rel %.3e  (tol %.1e)\n", what.c_str(), scale, err,
+              err / std::max(scale, 1e-12), tol);
+  EXPECT_LE(err, tol) << what;
+}
+
+struct Fixture {
+  SafeTensors st = SafeTensors::open(kTiny + "/pipeline_txt2img.safetensors");
+  torch::Tensor get(const std::string& key) const { return st.get(key); }
+};
+
+LoadOptions single_file_options() {
+  LoadOptions o;
+  o.model = kTiny + "/tiny_sd15_original.safetensors";
+  o.config_json = kTiny + "/tiny_config.json";
+  o.tokenizer = kVocab;
+  return o;
+}
+
+LoadOptions diffusers_options() {
+  LoadOptions o;
+  o.model = kTiny + "/diffusers";
+  o.tokenizer = kVocab;
+  return o;
+}
+
+GenerateOptions fixture_options(const Fixture& fx) {
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 5;
+  g.cfg_scale = 7.5;
+  g.width = g.height = 128;
+  g.init_latents = fx.get("init_latents");
+  return g;
+}
+
+void check_txt2img(const LoadOptions& options) {
+  Fixture fx;
+  Pipeline pipe = Pipeline::load(options);
+
+  auto ids = pipe.tokenize(kPrompt);
+  EXPECT_TRUE(torch::equal(ids.cpu(), fx.get("prompt_input_ids").to(torch::kLong))) << "prompt ids";
+  EXPECT_TRUE(torch::equal(pipe.tokenize("").cpu(), fx.get("uncond_input_ids").to(torch::kLong))) << "uncond ids";
+
+  auto cond = pipe.encode_prompt(kPrompt);
+  auto uncond = pipe.encode_prompt("");
+  expect_close(cond, fx.get("cond_embeds"), "cond_embeds");
+  expect_close(uncond, fx.get("uncond_embeds"), "uncond_embeds");
+
+  // The loop of generate_latents, written out so every step can be compared.
+  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 5);
+  auto timesteps = scheduler.timesteps();
+  ASSERT_EQ(timesteps.size(0), 5);
+  auto latents = fx.get("init_latents");
+  for (int64_t i = 0; i < 5; ++i) {
+    const int64_t t = timesteps[i].item<int64_t>();
+    EXPECT_EQ(t, fx.get("timestep_of_step." + std::to_string(i)).item<int64_t>()) << "step " << i;
+    auto eps = pipe.predict_eps_cfg(latents, t, uncond, cond, 7.5);
+    latents = scheduler.step(eps, t, latents).prev_sample;
+    expect_close(latents, fx.get("latents_after_step." + std::to_string(i)), "latents_after_step." + std::to_string(i));
+  }
+
+  int64_t callbacks = 0;
+  auto final_latents = pipe.generate_latents(fixture_options(fx), [&](int64_t step, int64_t total) {
+    EXPECT_EQ(step, ++callbacks);
+    EXPECT_EQ(total, 5);
+  });
+  EXPECT_EQ(callbacks, 5);
+  expect_close(final_latents, fx.get("final_latents"), "final_latents");
+
+  auto decoded = pipe.decode_latents(fx.get("final_latents"));
+  expect_close(decoded, fx.get("decoded"), "decoded");
+  expect_close((decoded / 2 + 0.5).clamp(0, 1), fx.get("image_01"), "image_01");
+
+  auto image = pipe.generate(fixture_options(fx));
+  ASSERT_EQ(image.sizes(), c10::IntArrayRef({128, 128, 3}));
+  ASSERT_EQ(image.scalar_type(), torch::kUInt8);
+  auto ref_u8 = (fx.get("image_01")[0].permute({1, 2, 0}) * 255).round();
+  const double px = (image.to(torch::kFloat64) - ref_u8.to(torch::kFloat64)).abs().max().item<double>();
+  std::printf("  %-22s max abs err %.0f grey level(s)\n", "image uint8", px);
+  EXPECT_LE(px, 1.0);
+}
+
+TEST(Pipeline, Txt2ImgMatchesDiffusersFromSingleFile) { check_txt2img(single_file_options()); }
+
+TEST(Pipeline, Txt2ImgMatchesDiffusersFromDiffusersFolder) { check_txt2img(diffusers_options()); }
+
+TEST(Pipeline, BothLayoutsLoadTheSameWeights) {
+  Pipeline a = Pipeline::load(single_file_options());
+  Pipeline b = Pipeline::load(diffusers_options());
+  auto pa = a.model()->named_parameters();
+  auto pb = b.model()->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& p : pa) {
+    const auto* q = pb.find(p.key());
+    ASSERT_NE(q, nullptr) << p.key();
+    EXPECT_TRUE(torch::equal(p.value(), *q)) << p.key();
+  }
+}
+
+TEST(Pipeline, Img2ImgRunsFewerStepsAndKeepsTheShape) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 6;
+  g.width = 96;
+  g.height = 64;
+  g.strength = 0.5;
+  g.seed = 7;
+  g.init_image = torch::randint(0, 256, {80, 120, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  int64_t calls = 0, reported_total = 0;
+  auto latents = pipe.generate_latents(g, [&](int64_t, int64_t total) {
+    ++calls;
+    reported_total = total;
+  });
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(reported_total, 3);
+  EXPECT_EQ(latents.sizes(), c10::IntArrayRef({1, 4, 8, 12}));
+  EXPECT_TRUE(torch::isfinite(latents).all().item<bool>());
+  auto image = pipe.generate(g);
+  EXPECT_EQ(image.sizes(), c10::IntArrayRef({64, 96, 3}));
+  EXPECT_EQ(image.scalar_type(), torch::kUInt8);
+}
+
+TEST(Pipeline, SameSeedSameImageOtherSeedOtherImage) {
+  Pipeline pipe = Pipeline::load(diffusers_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 3;
+  g.width = g.height = 64;
+  g.seed = 123;
+  auto a = pipe.generate_latents(g);
+  auto b = pipe.generate_latents(g);
+  g.seed = 124;
+  auto c = pipe.generate_latents(g);
+  EXPECT_TRUE(torch::equal(a, b));
+  const double diff = (a - c).abs().max().item<double>();
+  std::printf("  seed 123 vs 124: max latent difference %.3f\n", diff);
+  EXPECT_GT(diff, 1e-3);
+}
+
+TEST(Pipeline, RejectsBadOptionsWithActionableErrors) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 0;
+  EXPECT_THROW(pipe.generate_latents(g), Error);
+  g.steps = 2;
+  g.width = 100;
+  EXPECT_THROW(pipe.generate_latents(g), Error);
+  LoadOptions missing = single_file_options();
+  missing.model = kTiny + "/no_such_model.safetensors";
+  try {
+    Pipeline::load(missing);
+    ADD_FAILURE() << "loading a missing model did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no_such_model"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sine
