@@ -1,0 +1,229 @@
+// The `sine` binary as a user runs it: single components against the reference fixtures from
+// both layouts, the tokenizer, and bad inputs (one error line, non-zero exit, no output file).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli_test_util.h"
+#include "io/safetensors.h"
+
+namespace sine {
+namespace {
+
+using namespace cli_test;
+
+Scratch& scratch() {
+  static Scratch s("sine_test_cli");
+  return s;
+}
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& ref, const std::string& what) {
+  ASSERT_EQ(actual.sizes(), ref.sizes()) << what;
+  auto a = actual.to(torch::kFloat64);
+  auto r = ref.to(torch::kFloat64);
+  const double scale = r.abs().max().item<double>();
+  const double err = (a - r).abs().max().item<double>();
+  const double tol = 1e-4 * std::max(1.0, scale);
+  std::printf("  %-34s max|ref| %8.4f  max abs err %.3e  rel %.3e\n", what.c_str(), scale, err,
+              err / std::max(scale, 1e-12));
+  EXPECT_LE(err, tol) << what;
+}
+
+struct RunCase {
+  std::string component, fixture, ins;
+  std::vector<std::pair<std::string, std::string>> outputs;  // output key -> fixture key
+};
+
+const std::vector<RunCase>& model_cases() {
+  static const std::vector<RunCase> cases{
+      {"text-encoder", "clip_text_io", "",
+       {{"last_hidden_state", "last_hidden_state"},
+        {"pooler_output", "pooler_output"},
+        {"hidden_states.0", "hidden_states.0"},
+        {"hidden_states.1", "hidden_states.1"},
+        {"hidden_states.2", "hidden_states.2"}}},
+      {"unet", "unet_io", "", {{"eps", "eps"}}},
+      {"unet", "unet_io", "--in latent=latent_b2 --in timestep=timestep_b2 --in context=context_b2",
+       {{"eps", "eps_b2"}}},
+      {"vae-encode", "vae_io", "",
+       {{"mean", "mean"}, {"logvar", "logvar"}, {"std", "std"}, {"moments", "moments"}}},
+      {"vae-decode", "vae_io", "--in z=mean", {{"decoded", "decoded_mean"}}},
+      {"vae-decode", "vae_io", "--in z=z_rand", {{"decoded", "decoded_z_rand"}}},
+  };
+  return cases;
+}
+
+void check_run_cases(const std::string& layout, const std::string& model_flags) {
+  int index = 0;
+  for (const auto& c : model_cases()) {
+    const std::string fixture = kTiny + "/" + c.fixture + ".safetensors";
+    const std::string out = scratch().path(layout + "_" + std::to_string(index++) + ".safetensors");
+    auto r = scratch().sine("run " + c.component + " " + model_flags + " --input " + quote(fixture) + " -o " +
+                            quote(out) + " " + c.ins);
+    ASSERT_EQ(r.code, 0) << c.component << ": " << r.err;
+    auto got = SafeTensors::open(out);
+    auto ref = SafeTensors::open(fixture);
+    for (const auto& [key, ref_key] : c.outputs)
+      expect_close(got.get(key), ref.get(ref_key), layout + " " + c.component + " " + ref_key);
+  }
+}
+
+TEST(Cli, RunComponentsFromSingleFile) { check_run_cases("single", tiny_single_flags()); }
+
+TEST(Cli, RunComponentsFromDiffusersFolder) { check_run_cases("diffusers", tiny_diffusers_flags()); }
+
+TEST(Cli, RunDdimStep) {
+  const std::string fixture = kTiny + "/ddim.safetensors";
+  auto ref = SafeTensors::open(fixture);
+  for (const std::string t : {"981", "501", "1"}) {
+    const std::string out = scratch().path("ddim_" + t + ".safetensors");
+    auto r = scratch().sine("run ddim-step --steps 50 --input " + quote(fixture) + " -o " + quote(out) +
+                            " --in model_output=step.model_output --in sample=step.sample --in timestep=step_t" + t +
+                            ".timestep");
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto got = SafeTensors::open(out);
+    expect_close(got.get("prev_sample"), ref.get("step_t" + t + ".prev_sample"), "ddim t=" + t + " prev_sample");
+    expect_close(got.get("pred_original_sample"), ref.get("step_t" + t + ".pred_original_sample"),
+                 "ddim t=" + t + " pred_original_sample");
+  }
+}
+
+TEST(Cli, TokenizeMatchesReferenceIds) {
+  auto r = scratch().sine("tokenize -p " + quote("a photograph of an astronaut riding a horse") + " --tokenizer " +
+                          quote(kVocab));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto ids = nlohmann::json::parse(r.out).get<std::vector<int64_t>>();
+  auto ref = SafeTensors::open(kTiny + "/clip_text_io.safetensors").get("input_ids")[0];
+  ASSERT_EQ(ids.size(), 77u);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], ref[i].item<int64_t>()) << "position " << i;
+}
+
+// ---- bad inputs ----------------------------------------------------------------------------
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Copies the tiny single file with its JSON header edited by `edit` (data section unchanged).
+std::string with_edited_header(const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  const std::string bytes = read_text(kTinyFile);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  auto header = nlohmann::json::parse(bytes.substr(8, n));
+  edit(header);
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  const std::string path = scratch().path(name);
+  write_bytes(path, out + text + bytes.substr(8 + n));
+  return path;
+}
+
+// Copies the tiny single file with its tensors changed by `edit`, rewritten by save_safetensors.
+std::string with_edited_tensors(const std::string& name,
+                                const std::function<void(std::map<std::string, torch::Tensor>&)>& edit) {
+  auto st = SafeTensors::open(kTinyFile);
+  auto tensors = st.all();
+  edit(tensors);
+  const std::string path = scratch().path(name);
+  save_safetensors(path, tensors, st.metadata());
+  return path;
+}
+
+const std::string kEditedKey = "model.diffusion_model.output_blocks.4.1.proj_out.weight";
+
+// Expects a failed run: exit != 0, exactly one stderr line "sine: error: ..." naming `mention`,
+// and nothing written where the output (or a temp file beside it) would go.
+void expect_clean_failure(const std::string& args_before_output, const std::string& output,
+                          const std::string& mention) {
+  const auto before = std::distance(fs::directory_iterator(scratch().dir()), fs::directory_iterator());
+  auto r = scratch().sine(args_before_output + " -o " + quote(output));
+  const auto after = std::distance(fs::directory_iterator(scratch().dir()), fs::directory_iterator());
+  std::printf("  exit %d: %s", r.code, r.err.c_str());
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.err.rfind("sine: error: ", 0), 0u) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.back(), '\n') << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(mention), std::string::npos) << "error should name '" << mention << "': " << r.err;
+  EXPECT_FALSE(fs::exists(output)) << output;
+  EXPECT_EQ(before, after) << "a file was left in " << scratch().dir();
+}
+
+void expect_bad_model(const std::string& model, const std::string& mention) {
+  const std::string out = scratch().path("bad_model_out.safetensors");
+  expect_clean_failure("run unet -m " + quote(model) + " --model-config " + quote(kTinyConfig) + " --input " +
+                           quote(kTiny + "/unet_io.safetensors"),
+                       out, mention);
+}
+
+TEST(CliErrors, TruncatedModelFile) {
+  const std::string bytes = read_text(kTinyFile);
+  const std::string path = scratch().path("truncated.safetensors");
+  write_bytes(path, bytes.substr(0, bytes.size() / 2));
+  expect_bad_model(path, "truncated.safetensors");
+  fs::remove(path);
+}
+
+TEST(CliErrors, HeaderLyingAboutSizes) {
+  auto path = with_edited_header("lying.safetensors", [](nlohmann::json& h) {
+    auto& shape = h[kEditedKey]["shape"];
+    shape[0] = shape[0].get<int64_t>() * 2;
+  });
+  expect_bad_model(path, "lying.safetensors");
+  fs::remove(path);
+}
+
+TEST(CliErrors, UnsupportedDtype) {
+  auto path = with_edited_header("dtype.safetensors", [](nlohmann::json& h) { h[kEditedKey]["dtype"] = "C64"; });
+  expect_bad_model(path, "dtype.safetensors");
+  fs::remove(path);
+}
+
+TEST(CliErrors, MissingKey) {
+  auto path = with_edited_tensors("missing_key.safetensors", [](auto& t) { t.erase(kEditedKey); });
+  expect_bad_model(path, kEditedKey);
+  fs::remove(path);
+}
+
+TEST(CliErrors, MisShapedKey) {
+  auto path = with_edited_tensors("misshaped.safetensors",
+                                  [](auto& t) { t[kEditedKey] = t[kEditedKey].flatten(1).unsqueeze(0); });
+  expect_bad_model(path, kEditedKey);
+  fs::remove(path);
+}
+
+TEST(CliErrors, MissingModelPath) {
+  const std::string missing = scratch().path("no_such_model.safetensors");
+  expect_clean_failure("generate -m " + quote(missing) + " -p cat --steps 1 -W 64 -H 64", scratch().path("o.png"),
+                       "no_such_model.safetensors");
+}
+
+TEST(CliErrors, UnreadableInitImage) {
+  const std::string garbage = scratch().path("garbage.png");
+  write_bytes(garbage, "this is not an image at all, just some text pretending to be a PNG\n");
+  expect_clean_failure("generate " + tiny_single_flags() + " -p cat --steps 1 -W 64 -H 64 --init-image " +
+                           quote(garbage),
+                       scratch().path("o.png"), "garbage.png");
+  fs::remove(garbage);
+}
+
+TEST(CliErrors, UnknownFlag) {
+  expect_clean_failure("generate --bogus", scratch().path("o.png"), "--bogus");
+}
+
+TEST(Cli, GenerateWritesAPng) {
+  const std::string out = scratch().path("gen.png");
+  auto r = scratch().sine("generate " + tiny_single_flags() + " -p " + quote("a red circle") +
+                          " --steps 2 -W 64 -H 64 -o " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_GT(fs::file_size(out), 100u);
+  fs::remove(out);
+}
+
+}  // namespace
+}  // namespace sine
