@@ -29,6 +29,7 @@ void register_info(CLI::App& app);
 void register_init_random(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_inspect(CLI::App& app);  // tokenize, run
+void register_world(CLI::App& app);  // world render, judge, eval
 void register_world_train(CLI::App& app);
 
 // "key: value" lines in A1111's "parameters" style plus a JSON copy, for PNG text chunks.

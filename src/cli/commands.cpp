@@ -32,6 +32,7 @@ int cli_main(int argc, char** argv) {
   register_init_random(app);
   register_bench(app);
   register_inspect(app);
+  register_world(app);
   register_world_train(app);
   try {
     app.parse(argc, argv);
