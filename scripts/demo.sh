@@ -18,7 +18,7 @@ if [[ ! -x "$BIN" ]]; then
 fi
 if [[ ! -e "$MODEL" ]]; then
   echo "demo: the shapes-world model $MODEL does not exist yet." >&2
-  echo "      Train it (about an hour on 2 cores) with:" >&2
+  echo "      Train it with:" >&2
   echo "      $BIN world train --work-dir models/work --output models/shapes-v0.safetensors" >&2
   echo "      or point SINE_MODEL at a model file." >&2
   exit 1

@@ -162,7 +162,7 @@ void run_render(const RenderFlags& f) {
     jsonl += line.dump() + "\n";
     std::cout << path << "\t" << text << "\n";
   }
-  write_text_file((dir / "captions.jsonl").string(), jsonl);
+  if (!single_file) write_text_file((dir / "captions.jsonl").string(), jsonl);
 }
 
 // ---------------------------------------------------------------------------------------------
