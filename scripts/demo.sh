@@ -69,6 +69,19 @@ while IFS=$'\t' read -r file caption; do
   scenes+="<figure><img src=\"scenes/$(basename "$file")\"><figcaption>$(printf '%s' "$caption" | html_escape)</figcaption></figure>"
 done < "$OUT/scenes/list.txt"
 
+# Each method adds its part: scripts/demo_<name>.sh BIN MODEL DIR writes its outputs under DIR
+# (= $OUT/<name>) and DIR/section.html, an HTML fragment whose links are relative to $OUT.
+sections=""
+for part in "$ROOT"/scripts/demo_*.sh; do
+  [[ -e "$part" ]] || continue
+  name="$(basename "$part" .sh)"
+  name="${name#demo_}"
+  mkdir -p "$OUT/$name"
+  echo "== $name"
+  "$part" "$BIN" "$MODEL" "$OUT/$name"
+  sections+="$(cat "$OUT/$name/section.html")"$'\n'
+done
+
 elapsed=$(($(date +%s) - start))
 cat > "$OUT/index.html" <<HTML
 <!doctype html>
@@ -88,6 +101,7 @@ Judge verdicts: <b>$passed / ${#CAPTIONS[@]}</b> images show every claim of thei
 $rows</table>
 <h2>Source scenes (random draws of the training distribution)</h2>
 $scenes
+$sections
 </body></html>
 HTML
 

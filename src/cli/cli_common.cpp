@@ -40,4 +40,11 @@ std::map<std::string, std::string> png_parameters(const std::map<std::string, st
   return {{"parameters", text}, {"sine", j.dump()}};
 }
 
+CLI::App* world_command(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "world"; })) return sub;
+  CLI::App* world = app.add_subcommand("world", "the shapes world: the bundled model's training data, trainer, judge and benchmarks");
+  world->require_subcommand(1);
+  return world;
+}
+
 }  // namespace sine

@@ -31,6 +31,12 @@ void register_bench(CLI::App& app);
 void register_inspect(CLI::App& app);  // tokenize, run
 void register_world(CLI::App& app);  // world render, judge, eval
 void register_world_train(CLI::App& app);
+void register_sine(CLI::App& app);     // finetune, edit (SINE)
+void register_specref(CLI::App& app);  // invert, p2p, specref
+void register_insert(CLI::App& app);   // insert train|generate|export|import (SingleInsert)
+
+// `sine world ...`: created by whichever command registers under it first.
+CLI::App* world_command(CLI::App& app);
 
 // "key: value" lines in A1111's "parameters" style plus a JSON copy, for PNG text chunks.
 std::map<std::string, std::string> png_parameters(const std::map<std::string, std::string>& params);

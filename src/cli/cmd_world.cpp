@@ -23,14 +23,6 @@ namespace sine {
 
 namespace {
 
-// `sine world ...` is shared with `world train`, whichever registers first creates it.
-CLI::App* world_command(CLI::App& app) {
-  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "world"; })) return sub;
-  CLI::App* world = app.add_subcommand("world", "the shapes world: the bundled model's training data, trainer and judge");
-  world->require_subcommand(1);
-  return world;
-}
-
 bool ends_with_png(const std::string& path) {
   return path.size() > 4 && path.compare(path.size() - 4, 4, ".png") == 0;
 }

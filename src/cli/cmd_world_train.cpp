@@ -13,15 +13,8 @@ struct WorldTrainFlags {
   world::WorldTrainOptions options;
   std::string device = "cpu";
   bool fp32 = false;
+  bool export_only = false;
 };
-
-// `sine world ...` may already exist when another world command registered first.
-CLI::App* world_command(CLI::App& app) {
-  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "world"; })) return sub;
-  CLI::App* world = app.add_subcommand("world", "the shapes world: the bundled model's training data, trainer and judge");
-  world->require_subcommand(1);
-  return world;
-}
 
 }  // namespace
 
@@ -48,6 +41,8 @@ void register_world_train(CLI::App& app) {
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between resumable checkpoints")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_flag("--fp32", f->fp32, "store fp32 weights (default fp16)");
+  cmd->add_flag("--export-only", f->export_only,
+                "write the model from the work dir's latest checkpoints without training (a run cut short)");
   on_run(cmd, [f] {
     if (f->options.vae.steps < 1 || f->options.diffusion.steps < 1) throw Error("--vae-steps and --steps must be at least 1");
     if (f->options.vae.batch < 1 || f->options.diffusion.batch < 1) throw Error("--vae-batch and --batch must be at least 1");
@@ -55,6 +50,13 @@ void register_world_train(CLI::App& app) {
       throw Error("--caption-dropout must be in [0, 1]");
     f->options.device = parse_device(f->device);
     f->options.fp16_output = !f->fp32;
+    if (f->export_only) {
+      world::ShapesWorldTrainer trainer(f->options);
+      trainer.save_model(f->options.output);
+      std::fprintf(stderr, "wrote %s (text encoder + UNet at step %lld)\n", f->options.output.c_str(),
+                   static_cast<long long>(trainer.diffusion_trainer().step()));
+      return;
+    }
     world::train_shapes_world(f->options);
   });
 }

@@ -34,6 +34,9 @@ int cli_main(int argc, char** argv) {
   register_inspect(app);
   register_world(app);
   register_world_train(app);
+  register_sine(app);
+  register_specref(app);
+  register_insert(app);
   try {
     app.parse(argc, argv);
     init_threads(threads);

@@ -37,10 +37,10 @@ CLIPAttentionImpl::CLIPAttentionImpl(const TextConfig& c) : heads_(c.heads) {
   if (c.heads <= 0 || c.width % c.heads != 0)
     throw Error("text encoder config: width " + std::to_string(c.width) + " is not divisible by heads " +
                 std::to_string(c.heads));
-  q_proj = register_module("q_proj", torch::nn::Linear(c.width, c.width));
-  k_proj = register_module("k_proj", torch::nn::Linear(c.width, c.width));
-  v_proj = register_module("v_proj", torch::nn::Linear(c.width, c.width));
-  out_proj = register_module("out_proj", torch::nn::Linear(c.width, c.width));
+  q_proj = register_module("q_proj", AdaptableLinear(c.width, c.width, true));
+  k_proj = register_module("k_proj", AdaptableLinear(c.width, c.width, true));
+  v_proj = register_module("v_proj", AdaptableLinear(c.width, c.width, true));
+  out_proj = register_module("out_proj", AdaptableLinear(c.width, c.width, true));
 }
 
 torch::Tensor CLIPAttentionImpl::forward(const torch::Tensor& x) {

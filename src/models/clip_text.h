@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "models/config.h"
+#include "models/lora_linear.h"
 
 namespace sine {
 
@@ -28,7 +29,8 @@ class CLIPAttentionImpl : public torch::nn::Module {
   explicit CLIPAttentionImpl(const TextConfig& config);
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  // Adaptable so LoRA (SingleInsert, SINE's LoRA mode) can attach to the projections.
+  AdaptableLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
 
  private:
   int64_t heads_;

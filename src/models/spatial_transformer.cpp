@@ -8,10 +8,10 @@ CrossAttentionImpl::CrossAttentionImpl(int64_t query_dim, int64_t context_dim, i
     : heads_(heads), is_cross_(context_dim > 0) {
   const int64_t inner = heads * head_dim;
   const int64_t kv_dim = is_cross_ ? context_dim : query_dim;
-  to_q = register_module("to_q", nn::Linear(nn::LinearOptions(query_dim, inner).bias(false)));
-  to_k = register_module("to_k", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(false)));
-  to_v = register_module("to_v", nn::Linear(nn::LinearOptions(kv_dim, inner).bias(false)));
-  out_proj_ = nn::Linear(inner, query_dim);
+  to_q = register_module("to_q", AdaptableLinear(query_dim, inner, false));
+  to_k = register_module("to_k", AdaptableLinear(kv_dim, inner, false));
+  to_v = register_module("to_v", AdaptableLinear(kv_dim, inner, false));
+  out_proj_ = AdaptableLinear(inner, query_dim, true);
   to_out = register_module("to_out", nn::Sequential(out_proj_, nn::Identity()));
 }
 

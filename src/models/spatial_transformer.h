@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/attention_hook.h"
+#include "models/lora_linear.h"
 
 namespace sine {
 
@@ -27,11 +28,13 @@ class CrossAttentionImpl : public torch::nn::Module {
   void set_site(int layer, const std::string& place);
   bool is_cross() const { return is_cross_; }
 
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  // Adaptable so LoRA (SingleInsert, SINE's LoRA mode) can attach to q, k, v and out.
+  AdaptableLinear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::Sequential to_out{nullptr};  // 0 linear, 1 dropout (0 in SD)
+  AdaptableLinear out_linear() const { return out_proj_; }
 
  private:
-  torch::nn::Linear out_proj_{nullptr};
+  AdaptableLinear out_proj_{nullptr};
   int64_t heads_;
   bool is_cross_;
   int layer_ = 0;
