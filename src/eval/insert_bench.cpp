@@ -1,0 +1,360 @@
+#include "eval/insert_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/image.h"
+#include "methods/concept_file.h"
+#include "world/caption.h"
+#include "world/judge.h"
+#include "world/render.h"
+
+namespace sine {
+
+using world::BackgroundKind;
+using world::Color;
+using world::Pattern;
+using world::Shape;
+
+namespace {
+
+struct ConceptSpec {
+  Shape shape;
+  Color color;
+  Pattern pattern;
+  BackgroundKind kind;
+  Color bg1, bg2;
+};
+
+// Unusual color/pattern objects on busy backgrounds.
+const std::vector<ConceptSpec>& concept_specs() {
+  static const std::vector<ConceptSpec> specs = {
+      {Shape::heart, Color::pink, Pattern::dotted, BackgroundKind::checkered, Color::green, Color::green},
+      {Shape::star, Color::orange, Pattern::striped, BackgroundKind::gradient, Color::blue, Color::yellow},
+      {Shape::cross, Color::purple, Pattern::striped, BackgroundKind::checkered, Color::yellow, Color::yellow},
+      {Shape::circle, Color::green, Pattern::dotted, BackgroundKind::checkered, Color::pink, Color::pink},
+      {Shape::triangle, Color::yellow, Pattern::striped, BackgroundKind::gradient, Color::purple, Color::white},
+      {Shape::square, Color::blue, Pattern::dotted, BackgroundKind::checkered, Color::orange, Color::orange},
+      {Shape::ring, Color::red, Pattern::striped, BackgroundKind::gradient, Color::gray, Color::black},
+      {Shape::heart, Color::white, Pattern::striped, BackgroundKind::checkered, Color::red, Color::red},
+      {Shape::star, Color::gray, Pattern::dotted, BackgroundKind::gradient, Color::pink, Color::orange},
+      {Shape::square, Color::purple, Pattern::dotted, BackgroundKind::checkered, Color::green, Color::green},
+  };
+  return specs;
+}
+
+std::string attributes_of(Color c, Pattern p) {
+  std::string s = world::name_of(c);
+  if (p != Pattern::plain) s += std::string(" ") + world::name_of(p);
+  return s;
+}
+
+// The first candidate color not in `avoid`.
+Color pick(const std::vector<Color>& candidates, const std::set<Color>& avoid) {
+  for (Color c : candidates)
+    if (!avoid.count(c)) return c;
+  return candidates.front();
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+  return s;
+}
+
+bool same_background(const world::Background& a, const world::Background& b) {
+  if (a.kind != b.kind || a.color != b.color) return false;
+  return a.kind != BackgroundKind::gradient || a.color2 == b.color2;
+}
+
+double mean_pairwise_distance(const std::vector<torch::Tensor>& images) {
+  double sum = 0;
+  int64_t n = 0;
+  for (size_t a = 0; a < images.size(); ++a)
+    for (size_t b = a + 1; b < images.size(); ++b) {
+      sum += (images[a].to(torch::kFloat32) - images[b].to(torch::kFloat32)).abs().mean().item<double>() / 255.0;
+      ++n;
+    }
+  return n ? sum / static_cast<double>(n) : 0.0;
+}
+
+}  // namespace
+
+std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count) {
+  const auto& specs = concept_specs();
+  if (count < 1 || count > static_cast<int64_t>(specs.size()))
+    throw Error("--concepts must be between 1 and " + std::to_string(specs.size()));
+  std::vector<InsertBenchConcept> out;
+  for (int64_t i = 0; i < count; ++i) {
+    const ConceptSpec& s = specs[static_cast<size_t>(i)];
+    InsertBenchConcept c;
+    world::Object o;
+    o.shape = s.shape;
+    o.color = s.color;
+    o.pattern = s.pattern;
+    o.size = world::Size::large;
+    o.cx = o.cy = 0.5f;
+    o.grid_cell = 4;
+    c.source.objects = {o};
+    c.source.background.kind = s.kind;
+    c.source.background.color = s.bg1;
+    c.source.background.color2 = s.bg2;
+    c.class_word = world::name_of(s.shape);
+    c.attributes = attributes_of(s.color, s.pattern);
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& concept,
+                                                    const InsertBenchConcept& second) {
+  const world::Object& o = concept.source.objects[0];
+  const world::Background& bg = concept.source.background;
+  const std::set<Color> avoid{o.color, bg.color, bg.color2};
+  const std::string S = concept.class_word;
+  const Color solid = pick({Color::white, Color::gray, Color::blue, Color::yellow, Color::black}, avoid);
+  const Color top = pick({Color::black, Color::blue, Color::white, Color::gray}, avoid);
+  std::set<Color> avoid2 = avoid;
+  avoid2.insert(top);
+  const Color bottom = pick({Color::white, Color::yellow, Color::gray, Color::black}, avoid2);
+  std::set<Color> avoid3 = avoid;
+  avoid3.insert(solid);
+  const Color other = pick({Color::red, Color::blue, Color::yellow, Color::green, Color::black}, avoid3);
+  const Shape other_shape = o.shape == Shape::circle ? Shape::square : Shape::circle;
+  const world::Object& o2 = second.source.objects[0];
+  const Color pair_bg =
+      pick({Color::white, Color::gray, Color::black, Color::blue, Color::yellow},
+           {o.color, o2.color, bg.color, bg.color2, second.source.background.color, second.source.background.color2});
+
+  std::vector<InsertBenchPrompt> out;
+  auto add = [&](const std::string& kind, const std::string& prompt, bool two) {
+    InsertBenchPrompt p;
+    p.kind = kind;
+    p.prompt = prompt;
+    p.two_concepts = two;
+    p.expected = two ? replace_all(replace_all(prompt, "*1", concept.attributes), "*2", second.attributes)
+                     : replace_all(prompt, "*", concept.attributes);
+    out.push_back(p);
+  };
+  const std::string n = world::name_of(solid);
+  add("new-background", "a * " + S + " in the center on a " + n + " background", false);
+  add("new-gradient", "a * " + S + " in the center on a " + std::string(world::name_of(top)) + " to " +
+                          world::name_of(bottom) + " gradient background",
+      false);
+  add("add-object", "a * " + S + " on the left and a " + std::string(world::name_of(other)) + " " +
+                        world::name_of(other_shape) + " on the right on a " + n + " background",
+      false);
+  add("position-size", "a small * " + S + " at the top right on a " + n + " background", false);
+  add("two-concepts", "a *1 " + S + " on the left and a *2 " + second.class_word + " on the right on a " +
+                          std::string(world::name_of(pair_bg)) + " background",
+      true);
+  return out;
+}
+
+nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg) {
+  if (cfg.seeds < 1) throw Error("--seeds must be at least 1");
+  if (cfg.concepts < 2) throw Error("--concepts must be at least 2 (the pair prompt needs a second concept)");
+  const std::set<std::string> known{"recon", "fg", "fg+bg", "stage2"};
+  for (const auto& v : cfg.variants)
+    if (!known.count(v)) throw Error("--variants: unknown variant '" + v + "' (known: recon, fg, fg+bg, stage2)");
+  auto wants = [&](const std::string& v) {
+    return std::find(cfg.variants.begin(), cfg.variants.end(), v) != cfg.variants.end();
+  };
+  if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
+
+  const int64_t size = pipeline.native_size();
+  const auto concepts = insert_bench_concepts(cfg.concepts);
+  const size_t N = concepts.size();
+  std::vector<torch::Tensor> sources(N), masks(N);
+  for (size_t i = 0; i < N; ++i) {
+    sources[i] = world::render_scene(concepts[i].source, size, size);
+    masks[i] = world::render_object_mask(concepts[i].source, 0, size, size);
+  }
+
+  // ---- learn every concept under every variant
+  std::map<std::string, std::vector<Concept>> learned;
+  std::map<std::string, std::vector<double>> seconds;
+  for (size_t i = 0; i < N; ++i) {
+    SingleInsertConfig base;
+    base.class_word = concepts[i].class_word;
+    base.batch = cfg.batch;
+    base.stage1_steps = cfg.stage1_steps;
+    base.stage2_steps = cfg.stage2_steps;
+    base.stage1_lr = cfg.stage1_lr;
+    base.stage2_lr = cfg.stage2_lr;
+    base.seed = cfg.seed + i;
+    std::fprintf(stderr, "concept %zu/%zu: %s %s\n", i + 1, N, concepts[i].attributes.c_str(),
+                 concepts[i].class_word.c_str());
+    for (const std::string v : {"recon", "fg"}) {
+      if (!wants(v)) continue;
+      SingleInsertConfig c = base;
+      c.objective = parse_insert_objective(v);
+      c.stage2_steps = 0;
+      SingleInsertTrainer t(pipeline, sources[i], masks[i], c);
+      Concept learnt = t.train();
+      seconds[v].push_back(learnt.info["stage1_seconds"].get<double>());
+      learned[v].push_back(std::move(learnt));
+    }
+    if (wants("fg+bg") || wants("stage2")) {
+      SingleInsertConfig c = base;
+      c.objective = InsertObjective::ForegroundBackground;
+      SingleInsertTrainer t(pipeline, sources[i], masks[i], c);
+      t.run_stage1();
+      Concept stage1 = t.concept_now();
+      const double s1 = stage1.info["stage1_seconds"].get<double>();
+      if (wants("fg+bg")) {
+        seconds["fg+bg"].push_back(s1);
+        learned["fg+bg"].push_back(stage1);
+      }
+      if (wants("stage2")) {
+        t.run_stage2();
+        Concept stage2 = t.concept_now();
+        seconds["stage2"].push_back(s1 + stage2.info["stage2_seconds"].get<double>());
+        learned["stage2"].push_back(std::move(stage2));
+      }
+      t.detach_lora();
+    }
+  }
+
+  // ---- generate the editing prompts and judge them
+  nlohmann::json result;
+  result["config"] = {{"concepts", cfg.concepts},         {"seeds", cfg.seeds},
+                      {"sample_steps", cfg.sample_steps}, {"cfg_scale", cfg.cfg_scale},
+                      {"stage1_steps", cfg.stage1_steps}, {"stage2_steps", cfg.stage2_steps},
+                      {"batch", cfg.batch},               {"stage1_lr", cfg.stage1_lr},
+                      {"stage2_lr", cfg.stage2_lr},       {"seed", cfg.seed},
+                      {"model", pipeline.source()}};
+  result["concepts"] = nlohmann::json::array();
+  for (const auto& c : concepts)
+    result["concepts"].push_back(world::caption(c.source));
+  const int64_t prompts_per_concept = 5;
+  ProgressBar bar("bench-insert sampling",
+                  static_cast<int64_t>(cfg.variants.size() * N) * prompts_per_concept * cfg.seeds);
+  int64_t done = 0;
+  for (const std::string& v : cfg.variants) {
+    const auto& set = learned.at(v);
+    int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, leaks = 0;
+    std::map<std::string, std::pair<int64_t, int64_t>> by_kind;
+    double diversity_sum = 0;
+    int64_t diversity_n = 0;
+    std::vector<torch::Tensor> grid;
+    std::vector<std::string> labels;
+    for (size_t i = 0; i < N; ++i) {
+      const size_t j = (i + 1) % N;
+      const auto prompts = insert_bench_prompts(concepts[i], concepts[j]);
+      if (i < 4) {
+        grid.push_back(sources[i]);
+        labels.push_back("source");
+      }
+      for (const auto& p : prompts) {
+        std::vector<Concept> used;
+        if (p.two_concepts) {
+          used = {set[i], set[j]};
+          used[0].token = "*1";
+          used[1].token = "*2";
+        } else {
+          used = {set[i]};
+          used[0].token = "*";
+        }
+        auto nets = attach_concepts(pipeline.model(), used, {});
+        const world::Scene expected = world::parse_caption(p.expected);
+        std::vector<torch::Tensor> samples;
+        for (int64_t s = 0; s < cfg.seeds; ++s) {
+          GenerateOptions o;
+          o.prompt = p.prompt;
+          o.steps = cfg.sample_steps;
+          o.cfg_scale = cfg.cfg_scale;
+          o.seed = cfg.seed * 1000 + static_cast<uint64_t>(s);
+          torch::Tensor img = generate_with_concepts(pipeline, used, o);
+          samples.push_back(img);
+          world::JudgeResult r = world::judge(img, &expected);
+          const world::Verdict& verdict = *r.verdict;
+          ++images;
+          passes += verdict.pass;
+          by_kind[p.kind].first += verdict.pass;
+          by_kind[p.kind].second += 1;
+          const int concept_objects = p.two_concepts ? 2 : 1;
+          for (const auto& ov : verdict.objects)
+            if (ov.expected < concept_objects) {
+              ++fg_objects;
+              fg_ok += ov.found >= 0 && ov.color_ok && ov.shape_ok && ov.pattern_ok;
+            }
+          leaks += same_background(r.scene.background, concepts[i].source.background);
+          if (i < 4 && s == 0) {
+            grid.push_back(img);
+            labels.push_back(p.kind.substr(0, 10) + (verdict.pass ? " ok" : " X"));
+          }
+          bar.update(++done);
+        }
+        diversity_sum += mean_pairwise_distance(samples);
+        ++diversity_n;
+        for (auto& n : nets) n.remove();
+      }
+    }
+    nlohmann::json row;
+    row["images"] = images;
+    row["esr"] = static_cast<double>(passes) / static_cast<double>(images);
+    row["fg_fidelity"] = fg_objects ? static_cast<double>(fg_ok) / static_cast<double>(fg_objects) : 0.0;
+    row["bg_leakage"] = static_cast<double>(leaks) / static_cast<double>(images);
+    row["diversity"] = diversity_n ? diversity_sum / static_cast<double>(diversity_n) : 0.0;
+    double secs = 0;
+    for (double s : seconds[v]) secs += s;
+    row["seconds_per_concept"] = secs / static_cast<double>(N);
+    for (const auto& [kind, pr] : by_kind)
+      row["esr_by_kind"][kind] = static_cast<double>(pr.first) / static_cast<double>(pr.second);
+    result["variants"][v] = row;
+    if (!cfg.output_dir.empty()) {
+      std::string name = v == "fg+bg" ? "fg_bg" : v;
+      write_png(cfg.output_dir + "/grid_" + name + ".png", make_grid(grid, 1 + prompts_per_concept, 2, labels),
+                {{"variant", v}});
+    }
+  }
+  bar.finish();
+  result["variant_order"] = cfg.variants;
+  if (!cfg.output_dir.empty()) {
+    for (size_t i = 0; i < std::min<size_t>(N, 8); ++i) {
+      write_png(cfg.output_dir + "/source_" + std::to_string(i) + ".png", sources[i],
+                {{"caption", world::caption(concepts[i].source)}});
+    }
+    write_atomically(cfg.output_dir + "/bench.json", [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << result.dump(2) << "\n";
+    });
+  }
+  return result;
+}
+
+std::string format_insert_bench(const nlohmann::json& r) {
+  std::ostringstream s;
+  char line[256];
+  s << "| variant | ESR | fg fidelity | bg leakage | diversity | s/concept |";
+  std::vector<std::string> kinds{"new-background", "new-gradient", "add-object", "position-size", "two-concepts"};
+  for (const auto& k : kinds) s << " ESR " << k << " |";
+  s << "\n|---|---|---|---|---|---|";
+  for (size_t k = 0; k < kinds.size(); ++k) s << "---|";
+  s << "\n";
+  for (const auto& v : r.at("variant_order")) {
+    const auto& row = r.at("variants").at(v.get<std::string>());
+    std::snprintf(line, sizeof line, "| %s | %.3f | %.3f | %.3f | %.3f | %.1f |", v.get<std::string>().c_str(),
+                  row.at("esr").get<double>(), row.at("fg_fidelity").get<double>(),
+                  row.at("bg_leakage").get<double>(), row.at("diversity").get<double>(),
+                  row.at("seconds_per_concept").get<double>());
+    s << line;
+    for (const auto& k : kinds) {
+      const double e = row.contains("esr_by_kind") && row["esr_by_kind"].contains(k) ? row["esr_by_kind"][k].get<double>() : 0.0;
+      std::snprintf(line, sizeof line, " %.2f |", e);
+      s << line;
+    }
+    s << "\n";
+  }
+  return s.str();
+}
+
+}  // namespace sine

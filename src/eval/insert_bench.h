@@ -1,0 +1,61 @@
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "methods/single_insert.h"
+#include "pipeline/pipeline.h"
+#include "world/scene.h"
+
+namespace sine {
+
+// `sine world bench-insert`: SingleInsert's Table 2 in the shapes world. Each concept is one
+// patterned object of an unusual color/pattern on a busy (checkered or gradient) background,
+// rendered with its exact mask; it is learned under each variant and then generated in editing
+// prompts (new solid background, new gradient background, another object added, new position
+// and size, together with a second learned concept), several seeds each. The judge reads every
+// image back:
+//   ESR               the whole prompt holds (edit done) and the concept's color, shape and
+//                     pattern still match
+//   fg fidelity       the concept object(s) found with the right color, shape and pattern
+//   bg leakage        the judged background equals the source image's background
+//   diversity         mean pairwise mean |a − b| / 255 of the images of one prompt over seeds
+// Variants: recon (baseline, stage I with the unmasked x0 loss), fg (+L_fg), fg+bg (+L_bg, the
+// stage I model), stage2 (stage II with L_sm on top of the fg+bg encoder).
+struct InsertBenchConfig {
+  int64_t concepts = 8;
+  int64_t seeds = 2;
+  int64_t sample_steps = 20;
+  double cfg_scale = 5.0;
+  int64_t stage1_steps = 50;
+  int64_t stage2_steps = 50;
+  int64_t batch = 4;
+  double stage1_lr = 1e-4;
+  double stage2_lr = 5e-5;
+  std::vector<std::string> variants{"recon", "fg", "fg+bg", "stage2"};
+  uint64_t seed = 0;
+  std::string output_dir;  // grids, sources, masks and bench.json; empty = none
+};
+
+struct InsertBenchConcept {
+  world::Scene source;         // one object on a busy background
+  std::string class_word;      // the shape
+  std::string attributes;      // "pink dotted" (what '*' stands for in captions)
+};
+
+// The fixed list of concepts (the first `count`, at most 8... cycled with other shapes beyond).
+std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count);
+// The editing prompts of concept i (with '*' and, for the pair prompt, '*1'/'*2' with concept j).
+struct InsertBenchPrompt {
+  std::string kind;      // new-background, new-gradient, add-object, position-size, two-concepts
+  std::string prompt;    // with tokens
+  std::string expected;  // the caption the judge checks (tokens replaced by attributes)
+  bool two_concepts = false;
+};
+std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& concept,
+                                                    const InsertBenchConcept& second);
+
+nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& config);
+std::string format_insert_bench(const nlohmann::json& result);  // a Markdown table
+
+}  // namespace sine

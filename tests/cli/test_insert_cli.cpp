@@ -1,0 +1,89 @@
+// `sine insert train|generate|export|import` end to end on the tiny reference model, and bad inputs.
+#include <gtest/gtest.h>
+
+#include "cli_test_util.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+
+namespace sine::cli_test {
+namespace {
+
+std::string tiny_model() {
+  return "-m " + quote(kTinyFile) + " --model-config " + quote(kTinyConfig) + " --tokenizer " + quote(kVocab);
+}
+
+// A 128 px image (the tiny model's size) and a mask of its center square.
+void write_inputs(const Scratch& s) {
+  torch::Tensor img = torch::full({128, 128, 3}, 30, torch::kUInt8);
+  img.slice(0, 32, 96).slice(1, 32, 96).select(2, 0).fill_(250);
+  write_png(s.path("img.png"), img);
+  torch::Tensor mask = torch::zeros({128, 128, 3}, torch::kUInt8);
+  mask.slice(0, 32, 96).slice(1, 32, 96).fill_(255);
+  write_png(s.path("mask.png"), mask);
+}
+
+TEST(InsertCli, TrainGenerateExportImport) {
+  Scratch s("sine_insert_cli");
+  write_inputs(s);
+  auto r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --mask " +
+                  quote(s.path("mask.png")) + " --class cube --stage1-steps 2 --stage2-steps 2 --batch 1 -o " +
+                  quote(s.path("c.safetensors")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto concept = SafeTensors::open(s.path("c.safetensors"));
+  EXPECT_TRUE(concept.contains("token_vector"));
+  EXPECT_TRUE(concept.metadata().count("sine.concept"));
+
+  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) +
+             " -p '* cube, left side' --steps 2 -o " + quote(s.path("out.png")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_png_text(s.path("out.png")).count("parameters"), 1u);
+  // Two concepts at once (the same file twice: tokens *1 and *2, LoRA deltas summed).
+  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " -c " +
+             quote(s.path("c.safetensors")) + " --scale 0.5 --scale 0.5 -p '*1 cube and *2 cube' --steps 2 -o " +
+             quote(s.path("two.png")));
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  for (const std::string format : {"kohya", "diffusers"}) {
+    r = s.sine("insert export " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " --embedding " +
+               quote(s.path("emb.safetensors")) + " --lora " + quote(s.path("lora.safetensors")) +
+               " --lora-format " + format);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(SafeTensors::open(s.path("emb.safetensors")).contains("emb_params"));
+    r = s.sine("insert import " + tiny_model() + " --embedding " + quote(s.path("emb.safetensors")) + " --lora " +
+               quote(s.path("lora.safetensors")) + " --class cube -o " + quote(s.path("back.safetensors")));
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto a = load_safetensors(s.path("c.safetensors")), b = load_safetensors(s.path("back.safetensors"));
+    EXPECT_EQ(a.size(), b.size()) << format;
+    EXPECT_TRUE(torch::equal(a.at("token_vector"), b.at("token_vector")));
+  }
+}
+
+TEST(InsertCli, BadInputsFailWithOneClearLine) {
+  Scratch s("sine_insert_cli_bad");
+  write_inputs(s);
+  auto r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("missing.png")) + " --class cube");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("-i/--image"), std::string::npos) << r.err;
+  r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--class"), std::string::npos) << r.err;
+  r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --class cube --objective nope");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--objective"), std::string::npos) << r.err;
+  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("img.png")) + " -p '* cube'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("img.png"), std::string::npos) << r.err;
+  r = s.sine("insert generate " + tiny_model() + " -p '* cube'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--concept"), std::string::npos) << r.err;
+  r = s.sine("insert export -c " + quote(s.path("nope.safetensors")) + " --embedding x.safetensors");
+  EXPECT_EQ(r.code, 1);
+  r = s.sine("insert import " + tiny_model() + " --embedding " + quote(s.path("img.png")) + " --class cube");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_FALSE(fs::exists(s.path("concept.safetensors")));
+  r = s.sine("world bench-insert --concepts 1");
+  EXPECT_EQ(r.code, 1);
+}
+
+}  // namespace
+}  // namespace sine::cli_test
