@@ -1,0 +1,118 @@
+// sine finetune / sine edit on the bundled shapes-world model: outputs, resume, metadata, bad input.
+#include <gtest/gtest.h>
+
+#include "cli_test_util.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+
+using namespace sine::cli_test;
+
+namespace {
+
+const std::string kModel = std::string(SINE_SOURCE_DIR) + "/models/shapes-v0.safetensors";
+
+class SineCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scratch_ = new Scratch("sine_cli");
+    image_ = scratch_->path("scene.png");
+    auto r = scratch_->sine("world render --caption 'a red circle on the left and a small blue square on the right on a "
+                            "yellow background' -o " + quote(image_));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    delete scratch_;
+    scratch_ = nullptr;
+  }
+  static std::string model() { return "-m " + quote(kModel) + " "; }
+  // One line on stderr, a non-zero exit, and no output file.
+  static void expect_clean_failure(const std::string& args, const std::string& output, const std::string& needle) {
+    auto r = scratch_->sine(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+    EXPECT_FALSE(fs::exists(output)) << output;
+  }
+  static Scratch* scratch_;
+  static std::string image_;
+};
+Scratch* SineCli::scratch_ = nullptr;
+std::string SineCli::image_;
+
+TEST_F(SineCli, FinetuneResumeEditAndSweep) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no bundled model";
+  const std::string out = scratch_->path("patch.safetensors");
+  auto r = scratch_->sine("finetune " + model() + "-i " + quote(image_) + " --class picture --patch --steps 3 -o " +
+                          quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(fs::exists(out));
+  auto meta = sine::SafeTensors::open(out).metadata();
+  EXPECT_EQ(meta.at("sine.prompt"), "photo of a sks picture");
+  EXPECT_EQ(meta.at("sine.mode"), "patch");
+  EXPECT_EQ(meta.at("sine.steps"), "3");
+  EXPECT_NE(meta.at("sine.grid").find("\"size\":32"), std::string::npos) << meta.at("sine.grid");
+  EXPECT_EQ(meta.at("sine.base_size"), std::to_string(fs::file_size(kModel)));
+  // Rerunning with more steps resumes the checkpoint instead of starting over.
+  r = scratch_->sine("finetune " + model() + "-i " + quote(image_) + " --class picture --patch --steps 5 -o " +
+                     quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
+  EXPECT_EQ(sine::SafeTensors::open(out).metadata().at("sine.steps"), "5");
+  // Same checkpoint, another class: refused.
+  expect_clean_failure("finetune " + model() + "-i " + quote(image_) + " --class dog --patch --steps 6 -o " +
+                           quote(scratch_->path("other.safetensors")) + " --checkpoint " + quote(out + ".ckpt"),
+                       scratch_->path("other.safetensors"), "another fine-tuning run");
+
+  // Edit at 2x width (the grid stretched), parameters in the PNG.
+  const std::string edit = scratch_->path("edit.png");
+  r = scratch_->sine("edit --finetuned " + quote(out) + " -p 'a green circle on a yellow background' --steps 3 -W 128 -o " +
+                     quote(edit));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto img = sine::read_image_rgb(edit);
+  EXPECT_EQ(img.size(0), 64);
+  EXPECT_EQ(img.size(1), 128);
+  auto text = sine::read_png_text(edit);
+  ASSERT_TRUE(text.count("parameters"));
+  EXPECT_NE(text.at("parameters").find("v: 0.7"), std::string::npos) << text.at("parameters");
+  EXPECT_NE(text.at("parameters").find("finetuned_K: 400"), std::string::npos);
+  EXPECT_NE(text.at("parameters").find("finetuned_desc: photo of a sks picture"), std::string::npos);
+
+  const std::string sweep = scratch_->path("sweep.png");
+  r = scratch_->sine("edit --finetuned " + quote(out) + " -p 'a green circle' --steps 2 --sweep K=200,800 -o " +
+                     quote(sweep));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto grid = sine::read_image_rgb(sweep);
+  EXPECT_GT(grid.size(1), 2 * 64);  // two labelled cells side by side
+  EXPECT_NE(sine::read_png_text(sweep).at("parameters").find("sweep: K=200,800"), std::string::npos);
+
+  // Bad edit inputs.
+  expect_clean_failure("edit --finetuned " + quote(out) + " -p x --v 1.5 -o " + quote(scratch_->path("a.png")),
+                       scratch_->path("a.png"), "--v");
+  expect_clean_failure("edit --finetuned " + quote(out) + " -p x --sweep z=1 -o " + quote(scratch_->path("b.png")),
+                       scratch_->path("b.png"), "--sweep");
+  expect_clean_failure("edit --finetuned " + quote(out) + " -p x -W 30 --steps 1 -o " + quote(scratch_->path("c.png")),
+                       scratch_->path("c.png"), "multiples");
+  expect_clean_failure("edit --finetuned " + quote(out) + " --beta 0.1,0.2 -p x -o " + quote(scratch_->path("d.png")),
+                       scratch_->path("d.png"), "--beta");
+}
+
+TEST_F(SineCli, BadFinetuneAndEditInputs) {
+  const std::string out = scratch_->path("bad.safetensors");
+  expect_clean_failure("finetune " + model() + "-i " + quote(scratch_->path("missing.png")) + " --class x -o " + quote(out),
+                       out, "missing.png");
+  expect_clean_failure("finetune " + model() + "-i " + quote(image_) + " -o " + quote(out), out, "--class");
+  expect_clean_failure("finetune " + model() + "-i " + quote(image_) + " --class x --template 'a sks' -o " + quote(out),
+                       out, "{class}");
+  expect_clean_failure("finetune " + model() + "-i " + quote(image_) + " --class x --grid-interp cubic -o " + quote(out),
+                       out, "--grid-interp");
+  expect_clean_failure("finetune " + model() + "-i " + quote(image_) + " --class x -o " + quote(scratch_->path("m.bin")),
+                       scratch_->path("m.bin"), ".safetensors");
+  const std::string png = scratch_->path("e.png");
+  expect_clean_failure("edit -p x --finetuned " + quote(scratch_->path("nope.safetensors")) + " -o " + quote(png), png,
+                       "does not exist");
+  expect_clean_failure("edit -p x -o " + quote(png), png, "--finetuned");
+  // A file that is not a SINE fine-tune (the base model itself).
+  expect_clean_failure("edit -p x --finetuned " + quote(kModel) + " -o " + quote(png), png, "not a SINE fine-tune");
+}
+
+}  // namespace
