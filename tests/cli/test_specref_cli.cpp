@@ -1,0 +1,100 @@
+// sine invert / p2p / specref on the bundled model (a few steps), and their bad inputs.
+#include <gtest/gtest.h>
+
+#include "../cli/cli_test_util.h"
+#include "io/safetensors.h"
+
+namespace sine {
+namespace {
+
+using cli_test::quote;
+using cli_test::Scratch;
+
+const std::string kSource = "a red circle in the center on a white background";
+const std::string kTarget = "a blue star in the center on a white background";
+const std::string kRef = "a blue star in the center on a yellow background";
+
+class SpecRefCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scratch_ = new Scratch("specref_cli");
+    ASSERT_EQ(scratch_->sine("world render --caption " + quote(kSource) + " -o " + quote(src())).code, 0);
+    ASSERT_EQ(scratch_->sine("world render --caption " + quote(kRef) + " -o " + quote(ref())).code, 0);
+  }
+  static void TearDownTestSuite() {
+    delete scratch_;
+    scratch_ = nullptr;
+  }
+  static std::string src() { return scratch_->path("src.png"); }
+  static std::string ref() { return scratch_->path("ref.png"); }
+  static Scratch* scratch_;
+
+  // Exit 1, one stderr line naming `flag`, and no output file.
+  void expect_error(const std::string& args, const std::string& flag, const std::string& output) {
+    auto r = scratch_->sine(args);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(flag), std::string::npos) << r.err;
+    EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(cli_test::fs::exists(output)) << output;
+  }
+};
+Scratch* SpecRefCli::scratch_ = nullptr;
+
+TEST_F(SpecRefCli, BadInputsGiveOneLineAndNoOutput) {
+  const std::string out = scratch_->path("bad.png");
+  const std::string base = "specref " + quote(src()) + " " + quote(ref()) + " -p " + quote(kSource) + " --target " +
+                           quote(kTarget) + " --steps 3 --sr-start 1 --sr-end 3 -o " + quote(out);
+  expect_error(base, "--words", out);
+  expect_error(base + " --words star --masks half", "--masks", out);
+  expect_error(base + " --words dragon", "dragon", out);
+  expect_error(base + " --words star --ref-mask " + quote(scratch_->path("missing.png")), "missing.png", out);
+  expect_error("specref " + quote(scratch_->path("nope.png")) + " " + quote(ref()) + " -p a --target b --words b -o " +
+                   quote(out),
+               "nope.png", out);
+  expect_error(base + " --words star --sr-start 3 --sr-end 2", "--sr-start", out);
+  const std::string inv = scratch_->path("bad.safetensors");
+  expect_error("invert " + quote(src()) + " -p " + quote(kSource) + " -o " + quote(scratch_->path("x.png")), "--output",
+               scratch_->path("x.png"));
+  expect_error("invert " + quote(src()) + " -o " + quote(inv), "--prompt", inv);
+  expect_error("invert " + quote(src()) + " -p a --schedule cosine -o " + quote(inv), "--schedule", inv);
+  expect_error("p2p " + quote(src()) + " -p " + quote(kSource) + " --target " + quote(kTarget) + " --edit swirl -o " +
+                   quote(out),
+               "--edit", out);
+  expect_error("p2p " + quote(src()) + " -p " + quote(kSource) + " --target " + quote("a blue big star") +
+                   " --edit replace --steps 2 -o " + quote(out),
+               "same number of words", out);
+}
+
+TEST_F(SpecRefCli, InvertP2PAndSpecRefRun) {
+  const std::string inv = scratch_->path("inv.safetensors");
+  auto r = scratch_->sine("invert " + quote(src()) + " -p " + quote(kSource) + " --steps 4 --null-text --inner-steps 2 -o " +
+                          quote(inv));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("guidance 1: PSNR"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("null-text inversion"), std::string::npos) << r.out;
+  auto st = SafeTensors::open(inv);
+  EXPECT_EQ(st.info("latents").shape, (std::vector<int64_t>{5, 4, 16, 16}));
+  EXPECT_EQ(st.info("null_embeddings").shape[0], 4);
+  EXPECT_EQ(st.metadata().at("prompt"), kSource);
+  EXPECT_EQ(st.metadata().at("schedule"), "null-text");
+
+  const std::string edit = scratch_->path("p2p.png");
+  r = scratch_->sine("p2p " + quote(src()) + " -p " + quote(kSource) + " --target " + quote(kTarget) +
+                     " --steps 4 --inversion " + quote(inv) + " --blend -o " + quote(edit));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("null-text embeddings"), std::string::npos) << r.out;
+  EXPECT_TRUE(cli_test::fs::exists(edit));
+  EXPECT_TRUE(cli_test::fs::exists(scratch_->path("p2p_grid.png")));
+
+  const std::string out = scratch_->path("sr.png");
+  r = scratch_->sine("specref " + quote(src()) + " " + quote(ref()) + " -p " + quote(kSource) + " --target " +
+                     quote(kTarget) + " --words star --steps 4 --sr-start 1 --sr-end 4 -o " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("K/V cache"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("derived from the reference's cross-attention"), std::string::npos) << r.out;
+  EXPECT_TRUE(cli_test::fs::exists(out));
+  EXPECT_TRUE(cli_test::fs::exists(scratch_->path("sr_grid.png")));
+}
+
+}  // namespace
+}  // namespace sine
