@@ -253,9 +253,11 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
         grid.push_back(sources[i]);
         labels.push_back("source");
       }
-      for (const auto& p : prompts) {
+      // All prompts of one concept set (the single-concept ones, then the pair) in one batch each.
+      std::vector<std::vector<torch::Tensor>> samples(prompts.size());
+      for (const bool pair : {false, true}) {
         std::vector<Concept> used;
-        if (p.two_concepts) {
+        if (pair) {
           used = {set[i], set[j]};
           used[0].token = "*1";
           used[1].token = "*2";
@@ -263,17 +265,29 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
           used = {set[i]};
           used[0].token = "*";
         }
+        std::vector<std::string> batch_prompts;
+        std::vector<uint64_t> batch_seeds;
+        std::vector<size_t> which;
+        for (size_t k = 0; k < prompts.size(); ++k)
+          if (prompts[k].two_concepts == pair)
+            for (int64_t s = 0; s < cfg.seeds; ++s) {
+              batch_prompts.push_back(prompts[k].prompt);
+              batch_seeds.push_back(cfg.seed * 1000 + static_cast<uint64_t>(s));
+              which.push_back(k);
+            }
         auto nets = attach_concepts(pipeline.model(), used, {});
+        auto images_out = generate_batch_with_concepts(pipeline, used, batch_prompts, batch_seeds, cfg.sample_steps,
+                                                       cfg.cfg_scale);
+        for (auto& n : nets) n.remove();
+        for (size_t b = 0; b < images_out.size(); ++b) samples[which[b]].push_back(images_out[b]);
+        done += static_cast<int64_t>(images_out.size());
+        bar.update(done);
+      }
+      for (size_t k = 0; k < prompts.size(); ++k) {
+        const auto& p = prompts[k];
         const world::Scene expected = world::parse_caption(p.expected);
-        std::vector<torch::Tensor> samples;
-        for (int64_t s = 0; s < cfg.seeds; ++s) {
-          GenerateOptions o;
-          o.prompt = p.prompt;
-          o.steps = cfg.sample_steps;
-          o.cfg_scale = cfg.cfg_scale;
-          o.seed = cfg.seed * 1000 + static_cast<uint64_t>(s);
-          torch::Tensor img = generate_with_concepts(pipeline, used, o);
-          samples.push_back(img);
+        for (size_t s = 0; s < samples[k].size(); ++s) {
+          const torch::Tensor& img = samples[k][s];
           world::JudgeResult r = world::judge(img, &expected);
           const world::Verdict& verdict = *r.verdict;
           ++images;
@@ -291,11 +305,9 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
             grid.push_back(img);
             labels.push_back(p.kind.substr(0, 10) + (verdict.pass ? " ok" : " X"));
           }
-          bar.update(++done);
         }
-        diversity_sum += mean_pairwise_distance(samples);
+        diversity_sum += mean_pairwise_distance(samples[k]);
         ++diversity_n;
-        for (auto& n : nets) n.remove();
       }
     }
     nlohmann::json row;

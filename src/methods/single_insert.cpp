@@ -120,6 +120,7 @@ SingleInsertTrainer::SingleInsertTrainer(Pipeline& pipeline, const torch::Tensor
   if (config_.stage1_steps < 0 || config_.stage2_steps < 0) throw Error("--steps must not be negative");
   if (image_u8.dim() != 3 || image_u8.size(2) != 3 || image_u8.scalar_type() != torch::kUInt8)
     throw Error("SingleInsert: expected an RGB uint8 image [H, W, 3]");
+  if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
   StableDiffusion& model = pipeline_.model();
   freeze(*model);
   model->eval();
@@ -312,7 +313,6 @@ void SingleInsertTrainer::run_stage2(int64_t stop_at) {
 }
 
 Concept SingleInsertTrainer::train() {
-  if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
   const bool stage2_saved =
       !config_.checkpoint_dir.empty() && std::filesystem::exists(config_.checkpoint_dir + "/stage2.ckpt");
   if (!stage2_saved) run_stage1();
@@ -457,6 +457,40 @@ torch::Tensor generate_with_concepts(Pipeline& pipeline, const std::vector<Conce
     if (on_step) on_step(i + 1, timesteps.size(0));
   }
   return from_model_output(pipeline.decode_latents(latents));
+}
+
+std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, const std::vector<Concept>& concepts,
+                                                        const std::vector<std::string>& prompts,
+                                                        const std::vector<uint64_t>& seeds, int64_t steps,
+                                                        double cfg_scale, const std::string& negative_prompt) {
+  torch::NoGradGuard no_grad;
+  if (prompts.empty() || prompts.size() != seeds.size()) throw Error("generate: one seed per prompt is needed");
+  if (steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(steps) + ")");
+  const int64_t n = static_cast<int64_t>(prompts.size());
+  const int64_t f = pipeline.vae_factor(), size = pipeline.native_size();
+  std::vector<torch::Tensor> conds, noises;
+  for (int64_t i = 0; i < n; ++i) {
+    conds.push_back(encode_concept_prompt(pipeline, prompts[i], concepts));
+    auto gen = pipeline.make_generator(seeds[i]);
+    noises.push_back(pipeline.randn({1, pipeline.config().unet.in_channels, size / f, size / f}, gen));
+  }
+  torch::Tensor cond = torch::cat(conds);
+  torch::Tensor uncond = pipeline.encode_prompt(negative_prompt).expand({n, -1, -1});
+  torch::Tensor context = torch::cat({uncond, cond});
+  torch::Tensor latents = torch::cat(noises);
+  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), steps);
+  torch::Tensor timesteps = scheduler.timesteps();
+  for (int64_t i = 0; i < timesteps.size(0); ++i) {
+    const int64_t t = timesteps[i].item<int64_t>();
+    pipeline.model()->unet->set_step(static_cast<int>(i));
+    torch::Tensor e = pipeline.predict_eps(torch::cat({latents, latents}), torch::tensor(t), context).to(torch::kFloat32);
+    torch::Tensor eu = e.slice(0, 0, n), ec = e.slice(0, n, 2 * n);
+    latents = scheduler.step(eu + cfg_scale * (ec - eu), t, latents).prev_sample;
+  }
+  torch::Tensor images = pipeline.decode_latents(latents);
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < n; ++i) out.push_back(from_model_output(images[i]));
+  return out;
 }
 
 }  // namespace sine

@@ -25,7 +25,7 @@ void write_inputs(const Scratch& s) {
 TEST(InsertCli, TrainGenerateExportImport) {
   Scratch s("sine_insert_cli");
   write_inputs(s);
-  auto r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --mask " +
+  auto r = s.sine("--threads 1 insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --mask " +
                   quote(s.path("mask.png")) + " --class cube --stage1-steps 2 --stage2-steps 2 --batch 1 -o " +
                   quote(s.path("c.safetensors")));
   ASSERT_EQ(r.code, 0) << r.err;
@@ -33,23 +33,23 @@ TEST(InsertCli, TrainGenerateExportImport) {
   EXPECT_TRUE(concept.contains("token_vector"));
   EXPECT_TRUE(concept.metadata().count("sine.concept"));
 
-  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) +
+  r = s.sine("--threads 1 insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) +
              " -p '* cube, left side' --steps 2 -o " + quote(s.path("out.png")));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(read_png_text(s.path("out.png")).count("parameters"), 1u);
   // Two concepts at once (the same file twice: tokens *1 and *2, LoRA deltas summed).
-  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " -c " +
+  r = s.sine("--threads 1 insert generate " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " -c " +
              quote(s.path("c.safetensors")) + " --scale 0.5 --scale 0.5 -p '*1 cube and *2 cube' --steps 2 -o " +
              quote(s.path("two.png")));
   ASSERT_EQ(r.code, 0) << r.err;
 
   for (const std::string format : {"kohya", "diffusers"}) {
-    r = s.sine("insert export " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " --embedding " +
+    r = s.sine("--threads 1 insert export " + tiny_model() + " -c " + quote(s.path("c.safetensors")) + " --embedding " +
                quote(s.path("emb.safetensors")) + " --lora " + quote(s.path("lora.safetensors")) +
                " --lora-format " + format);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_TRUE(SafeTensors::open(s.path("emb.safetensors")).contains("emb_params"));
-    r = s.sine("insert import " + tiny_model() + " --embedding " + quote(s.path("emb.safetensors")) + " --lora " +
+    r = s.sine("--threads 1 insert import " + tiny_model() + " --embedding " + quote(s.path("emb.safetensors")) + " --lora " +
                quote(s.path("lora.safetensors")) + " --class cube -o " + quote(s.path("back.safetensors")));
     ASSERT_EQ(r.code, 0) << r.err;
     auto a = load_safetensors(s.path("c.safetensors")), b = load_safetensors(s.path("back.safetensors"));
@@ -61,24 +61,24 @@ TEST(InsertCli, TrainGenerateExportImport) {
 TEST(InsertCli, BadInputsFailWithOneClearLine) {
   Scratch s("sine_insert_cli_bad");
   write_inputs(s);
-  auto r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("missing.png")) + " --class cube");
+  auto r = s.sine("--threads 1 insert train " + tiny_model() + " -i " + quote(s.path("missing.png")) + " --class cube");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("-i/--image"), std::string::npos) << r.err;
-  r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")));
+  r = s.sine("--threads 1 insert train " + tiny_model() + " -i " + quote(s.path("img.png")));
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--class"), std::string::npos) << r.err;
-  r = s.sine("insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --class cube --objective nope");
+  r = s.sine("--threads 1 insert train " + tiny_model() + " -i " + quote(s.path("img.png")) + " --class cube --objective nope");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--objective"), std::string::npos) << r.err;
-  r = s.sine("insert generate " + tiny_model() + " -c " + quote(s.path("img.png")) + " -p '* cube'");
+  r = s.sine("--threads 1 insert generate " + tiny_model() + " -c " + quote(s.path("img.png")) + " -p '* cube'");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("img.png"), std::string::npos) << r.err;
-  r = s.sine("insert generate " + tiny_model() + " -p '* cube'");
+  r = s.sine("--threads 1 insert generate " + tiny_model() + " -p '* cube'");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--concept"), std::string::npos) << r.err;
-  r = s.sine("insert export -c " + quote(s.path("nope.safetensors")) + " --embedding x.safetensors");
+  r = s.sine("--threads 1 insert export -c " + quote(s.path("nope.safetensors")) + " --embedding x.safetensors");
   EXPECT_EQ(r.code, 1);
-  r = s.sine("insert import " + tiny_model() + " --embedding " + quote(s.path("img.png")) + " --class cube");
+  r = s.sine("--threads 1 insert import " + tiny_model() + " --embedding " + quote(s.path("img.png")) + " --class cube");
   EXPECT_EQ(r.code, 1);
   EXPECT_FALSE(fs::exists(s.path("concept.safetensors")));
   r = s.sine("world bench-insert --concepts 1");

@@ -136,7 +136,8 @@ TEST(SingleInsert, StageITrainsOnlyTheEncoderAndStageIIAddsOnlyLoRA) {
   ASSERT_TRUE(trainer.text_lora().attached());
   auto gen2 = at::make_generator<at::CPUGeneratorImpl>(2);
   auto [loss2, parts2] = trainer.step_loss(2, gen2);
-  EXPECT_EQ(parts2.sm, 0.0);  // up = 0: the LoRA model equals the frozen one before training
+  // up = 0: the LoRA model equals the frozen one before training (up to batch-size rounding).
+  EXPECT_LT(parts2.sm, 1e-9);
   loss2.backward();
   for (auto& p : tiny_pipeline().model()->parameters()) ASSERT_FALSE(p.grad().defined());
   for (auto& [name, p] : trainer.encoder()->named_trainables()) EXPECT_TRUE(p.grad().defined()) << name;
@@ -154,7 +155,7 @@ TEST(SingleInsert, StageITrainsOnlyTheEncoderAndStageIIAddsOnlyLoRA) {
   // After a few stage II steps the LoRA model departs from the frozen one: L_sm > 0.
   trainer.run_stage2();
   auto gen3 = at::make_generator<at::CPUGeneratorImpl>(2);
-  EXPECT_GT(trainer.step_loss(2, gen3).second.sm, 0.0);
+  EXPECT_GT(trainer.step_loss(2, gen3).second.sm, 1e-7);
   trainer.detach_lora();
 }
 
@@ -182,7 +183,7 @@ TEST(SingleInsert, ShortRunLowersTheLossOnAFixedDraw) {
   auto [img, mask] = scene();
   SingleInsertConfig c = small_config();
   c.stage1_steps = 25;
-  c.stage1_lr = 1e-3;
+  c.stage1_lr = 1e-2;
   c.stage2_steps = 0;
   SingleInsertTrainer trainer(tiny_pipeline(), img, mask, c);
   auto measure = [&] {
@@ -307,6 +308,10 @@ TEST(SingleInsert, GenerateWithConceptsAndAttentionMask) {
   torch::Tensor img = generate_with_concepts(pipe, {c}, o);
   EXPECT_EQ(img.sizes(), (std::vector<int64_t>{128, 128, 3}));
   EXPECT_EQ(img.scalar_type(), torch::kUInt8);
+  // Batched: each prompt/seed equals its own run.
+  auto batch = generate_batch_with_concepts(pipe, {c}, {"* cube in the center", o.prompt}, {9, 3}, 2, o.cfg_scale);
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_LE(max_diff(batch[1].to(torch::kFloat32), img.to(torch::kFloat32)), 2.0);
 
   auto [scene_img, mask] = scene();
   torch::Tensor m = attention_mask(pipe, scene_img, "cube");
