@@ -156,7 +156,7 @@ void run_invert(const InvertFlags& f) {
 struct EditFlags {
   ModelFlags model;
   std::string image, prompt, target, output = "p2p.png", fit = "crop", edit = "auto", inversion, path = "auto";
-  std::string reweight, blend_words, grid;
+  std::string reweight, blend_words, blend_substruct, cross_words, grid;
   int64_t steps = 50, inner_steps = 10;
   double cfg_scale = 7.5, cross_replace = 0.8, self_replace = 0.6, blend_threshold = 0.3, blend_start = 0.2;
   bool blend = false, null_text = false;
@@ -177,6 +177,25 @@ std::map<std::string, float> parse_reweight(const std::string& text) {
       out[item.substr(0, eq)] = std::stof(item.substr(eq + 1));
     } catch (const std::exception&) {
       throw Error("--reweight: '" + item.substr(eq + 1) + "' is not a number");
+    }
+  }
+  return out;
+}
+
+// "dog=0.2:0.5,cat=0.6" -> per-word cross-replacement bounds (a single number b means (0, b)).
+std::map<std::string, p2p::Bounds> parse_cross_words(const std::string& text) {
+  std::map<std::string, p2p::Bounds> out;
+  for (const auto& item : split_list(text)) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos) throw Error("--cross-replace-words: expected word=end or word=start:end, got '" + item + "'");
+    const std::string value = item.substr(eq + 1);
+    try {
+      auto colon = value.find(':');
+      out[item.substr(0, eq)] = colon == std::string::npos
+                                    ? p2p::Bounds{0.0, std::stod(value)}
+                                    : p2p::Bounds{std::stod(value.substr(0, colon)), std::stod(value.substr(colon + 1))};
+    } catch (const std::exception&) {
+      throw Error("--cross-replace-words: '" + value + "' is not a number or start:end");
     }
   }
   return out;
@@ -207,6 +226,11 @@ void run_p2p(const EditFlags& f) {
   if (f.steps < 1) throw Error("--steps must be at least 1");
   if (f.path != "auto" && f.path != "latents" && f.path != "null-text")
     throw Error("--path: unknown reconstruction path '" + f.path + "' (known: auto, latents, null-text)");
+  const auto equalizer_values = parse_reweight(f.reweight);
+  const auto cross_words = parse_cross_words(f.cross_words);
+  const auto kind = choose_kind(f.edit, f.prompt, f.target);
+  if (kind == p2p::EditKind::replace && p2p::split_words(f.prompt).size() != p2p::split_words(f.target).size())
+    throw Error("--edit replace: word swap needs prompts with the same number of words; use --edit refine");
   Pipeline pipe = load_pipeline(f.model);
   auto image = load_input_image(f.image, pipe, f.fit);
   auto z0 = pipe.encode_image(image);
@@ -252,18 +276,24 @@ void run_p2p(const EditFlags& f) {
   }
   const auto rules = edit_layer_rules(pipe.config().unet, z0.size(2), z0.size(3));
   p2p::ControllerConfig pc;
-  pc.kind = choose_kind(f.edit, f.prompt, f.target);
+  pc.kind = kind;
   pc.cross_replace = {0.0, f.cross_replace};
   pc.self_replace = {0.0, f.self_replace};
-  pc.equalizer = parse_reweight(f.reweight);
+  pc.equalizer = equalizer_values;
+  pc.cross_replace_words = cross_words;
   pc.num_steps = f.steps;
   p2p::Controller controller(pipe.tokenizer(), f.prompt, f.target, pc, rules.store_max_pixels);
   std::unique_ptr<p2p::LocalBlend> blend;
-  if (f.blend || !f.blend_words.empty())
-    blend = std::make_unique<p2p::LocalBlend>(pipe.tokenizer(), f.prompt, f.target,
-                                              blend_config(f.blend_words, f.prompt, f.target, f.blend_threshold,
-                                                           f.blend_start),
-                                              rules, f.steps);
+  if (f.blend || !f.blend_words.empty()) {
+    auto bc = blend_config(f.blend_words, f.prompt, f.target, f.blend_threshold, f.blend_start);
+    if (!f.blend_substruct.empty()) {
+      auto colon = f.blend_substruct.find(':');
+      if (colon == std::string::npos) throw Error("--blend-substruct: expected SOURCE_WORDS:TARGET_WORDS");
+      bc.source_substruct = split_list(f.blend_substruct.substr(0, colon));
+      bc.target_substruct = split_list(f.blend_substruct.substr(colon + 1));
+    }
+    blend = std::make_unique<p2p::LocalBlend>(pipe.tokenizer(), f.prompt, f.target, bc, rules, f.steps);
+  }
   p2p::EditOptions eo;
   eo.steps = f.steps;
   eo.cfg_scale = f.cfg_scale;
@@ -288,6 +318,7 @@ void run_p2p(const EditFlags& f) {
                                 {"cross_replace", fmt(f.cross_replace, 2)},
                                 {"self_replace", fmt(f.self_replace, 2)},
                                 {"reweight", f.reweight},
+                                {"cross_replace_words", f.cross_words},
                                 {"local_blend", blend ? "on" : "off"},
                                 {"path", want_null ? "null-text" : "latents"},
                                 {"model", pipe.source()}});
@@ -372,6 +403,9 @@ void run_specref_cmd(const SpecRefFlags& f) {
   } else if (!f.ref_cutout.empty()) {
     in.ms_pixels = cutout_mask(f.ref_cutout, H, W);
   }
+  for (const auto& word : in.edit_words)
+    if (p2p::word_indices(pipe.tokenizer(), f.target, word).empty())
+      throw Error("--words: '" + word + "' is not a word of the target prompt '" + f.target + "'");
   auto joint = specref::invert_jointly(pipe, in, c);
   std::cout << "reference K/V cache: " << joint.cache.entries() << " tensors pairs (" << joint.rules.sr_layers.size()
             << " layers x " << (f.sr_end - f.sr_start) << " steps), " << fmt(joint.cache.bytes() / 1048576.0, 3)
@@ -463,6 +497,8 @@ void register_specref(CLI::App& app) {
   p2p_cmd->add_option("--edit", e->edit, "replace (word swap), refine, none (reweight only), auto")->capture_default_str();
   p2p_cmd->add_option("--reweight", e->reweight, "equalizer: word=factor[,word=factor] (target prompt words)");
   p2p_cmd->add_option("--cross-replace", e->cross_replace, "cross-attention replacement until this fraction of steps")->capture_default_str();
+  p2p_cmd->add_option("--cross-replace-words", e->cross_words, "per-word cross replacement: word=end or word=start:end, comma-separated");
+  p2p_cmd->add_option("--blend-substruct", e->blend_substruct, "LocalBlend words to cut out, SOURCE:TARGET (threshold th[1], unpooled)");
   p2p_cmd->add_option("--self-replace", e->self_replace, "self-attention replacement until this fraction of steps")->capture_default_str();
   p2p_cmd->add_flag("--blend", e->blend, "LocalBlend on the words that differ");
   p2p_cmd->add_option("--blend-words", e->blend_words, "LocalBlend words SOURCE:TARGET (comma-separated each)");

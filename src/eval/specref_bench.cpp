@@ -98,20 +98,23 @@ double masked_psnr(const torch::Tensor& a_u8, const torch::Tensor& b_u8, const t
   return mse <= 0 ? 99.0 : -10.0 * std::log10(mse);
 }
 
-// Fraction of the expected object's pixels nearer the reference's background color than the
-// reference object's color (the reference background leaking into the edit).
+// Fraction of the expected object's pixels nearer the reference's background color than to the
+// reference object's, the source object's and the source background's colors (the reference
+// background leaking into the edit, Fig. 4 of the paper).
 double reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
   auto img = image_u8.to(torch::kFloat32);
   auto rgb = [](world::Color c) {
     auto v = world::rgb_of(c);
     return torch::tensor({float(v[0]), float(v[1]), float(v[2])});
   };
-  auto d_bg = (img - rgb(p.reference.background.color)).pow(2).sum(-1);
-  auto d_obj = (img - rgb(p.reference.objects[0].color)).pow(2).sum(-1);
+  auto dist = [&](world::Color c) { return (img - rgb(c)).pow(2).sum(-1); };
+  auto d_bg = dist(p.reference.background.color);
+  auto nearest_other = torch::min(torch::min(dist(p.reference.objects[0].color), dist(p.source.objects[0].color)),
+                                  dist(p.source.background.color));
   auto region = p.target_region;
   const double n = region.sum().item<double>();
   if (n <= 0) return 0;
-  return (d_bg.lt(d_obj).logical_and(region)).sum().item<double>() / n;
+  return (d_bg.lt(nearest_other).logical_and(region)).sum().item<double>() / n;
 }
 
 struct Tally {

@@ -283,6 +283,13 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
   result.cache_bytes = joint.cache.bytes();
   result.cache_entries = static_cast<int64_t>(joint.cache.entries());
 
+  std::vector<int64_t> tokens;
+  for (const auto& word : in.edit_words) {
+    auto inds = p2p::word_indices(pipe.tokenizer(), in.target_prompt, word);
+    if (inds.empty()) throw Error("--words: '" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
+    tokens.insert(tokens.end(), inds.begin(), inds.end());
+  }
+
   // M_s: given, or derived from the reference's own cross-attention to the edited word(s).
   result.ms_pixels = in.ms_pixels;
   const bool needs_ms = config.sr.mask_mode == MaskMode::both || config.sr.mask_mode == MaskMode::source_only;
@@ -297,12 +304,6 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
   p2p::ControllerConfig pc = config.p2p;
   pc.num_steps = n;
   p2p::Controller controller(pipe.tokenizer(), in.source_prompt, in.target_prompt, pc, rules.store_max_pixels);
-  std::vector<int64_t> tokens;
-  for (const auto& word : in.edit_words) {
-    auto inds = p2p::word_indices(pipe.tokenizer(), in.target_prompt, word);
-    if (inds.empty()) throw Error("--words: '" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
-    tokens.insert(tokens.end(), inds.begin(), inds.end());
-  }
   SRAttention sr(&controller, &joint.cache, rules, config.sr, tokens, result.ms_pixels);
   std::unique_ptr<p2p::LocalBlend> blend;
   if (config.local_blend)

@@ -1,6 +1,9 @@
 // sine invert / p2p / specref on the bundled model (a few steps), and their bad inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "../cli/cli_test_util.h"
 #include "io/safetensors.h"
 
@@ -17,6 +20,7 @@ const std::string kRef = "a blue star in the center on a yellow background";
 class SpecRefCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    ::setenv("SINE_THREADS", "1", 1);  // shared test machine: one thread avoids spin contention
     scratch_ = new Scratch("specref_cli");
     ASSERT_EQ(scratch_->sine("world render --caption " + quote(kSource) + " -o " + quote(src())).code, 0);
     ASSERT_EQ(scratch_->sine("world render --caption " + quote(kRef) + " -o " + quote(ref())).code, 0);
@@ -42,8 +46,9 @@ Scratch* SpecRefCli::scratch_ = nullptr;
 
 TEST_F(SpecRefCli, BadInputsGiveOneLineAndNoOutput) {
   const std::string out = scratch_->path("bad.png");
-  const std::string base = "specref " + quote(src()) + " " + quote(ref()) + " -p " + quote(kSource) + " --target " +
-                           quote(kTarget) + " --steps 3 --sr-start 1 --sr-end 3 -o " + quote(out);
+  const std::string head = "specref " + quote(src()) + " " + quote(ref()) + " -p " + quote(kSource) + " --target " +
+                           quote(kTarget) + " --steps 3 -o " + quote(out);
+  const std::string base = head + " --sr-start 1 --sr-end 3";
   expect_error(base, "--words", out);
   expect_error(base + " --words star --masks half", "--masks", out);
   expect_error(base + " --words dragon", "dragon", out);
@@ -51,7 +56,7 @@ TEST_F(SpecRefCli, BadInputsGiveOneLineAndNoOutput) {
   expect_error("specref " + quote(scratch_->path("nope.png")) + " " + quote(ref()) + " -p a --target b --words b -o " +
                    quote(out),
                "nope.png", out);
-  expect_error(base + " --words star --sr-start 3 --sr-end 2", "--sr-start", out);
+  expect_error(head + " --words star --sr-start 3 --sr-end 2", "--sr-start", out);
   const std::string inv = scratch_->path("bad.safetensors");
   expect_error("invert " + quote(src()) + " -p " + quote(kSource) + " -o " + quote(scratch_->path("x.png")), "--output",
                scratch_->path("x.png"));
