@@ -8,8 +8,8 @@ set -euo pipefail
 BIN="$1"
 MODEL="$2"
 DIR="$3"
-STEPS="${SINE_DEMO_SINE_STEPS:-120}"
-EDIT_STEPS="${SINE_DEMO_SINE_EDIT_STEPS:-30}"
+STEPS="${SINE_DEMO_SINE_STEPS:-60}"
+EDIT_STEPS="${SINE_DEMO_SINE_EDIT_STEPS:-20}"
 CFG=5
 NAME="$(basename "$DIR")"
 mkdir -p "$DIR"
@@ -26,7 +26,6 @@ ft_time=$(($(date +%s) - start))
 EDITS=(
   "a red circle on the left and a small blue square on the right on a green background"
   "a purple circle on the left and a small blue square on the right on a yellow background"
-  "a red striped circle on the left and a small blue square on the right on a yellow background"
 )
 html_escape() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
 rows=""
