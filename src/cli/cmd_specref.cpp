@@ -407,7 +407,7 @@ void run_specref_cmd(const SpecRefFlags& f) {
     if (p2p::word_indices(pipe.tokenizer(), f.target, word).empty())
       throw Error("--words: '" + word + "' is not a word of the target prompt '" + f.target + "'");
   auto joint = specref::invert_jointly(pipe, in, c);
-  std::cout << "reference K/V cache: " << joint.cache.entries() << " tensors pairs (" << joint.rules.sr_layers.size()
+  std::cout << "reference K/V cache: " << joint.cache.entries() << " K/V pairs (" << joint.rules.sr_layers.size()
             << " layers x " << (f.sr_end - f.sr_start) << " steps), " << fmt(joint.cache.bytes() / 1048576.0, 3)
             << " MiB fp16\n";
   auto r = specref::edit_with_reference(pipe, joint, in, c);
