@@ -99,6 +99,19 @@ TEST_F(SpecRefCli, InvertP2PAndSpecRefRun) {
   EXPECT_NE(r.out.find("derived from the reference's cross-attention"), std::string::npos) << r.out;
   EXPECT_TRUE(cli_test::fs::exists(out));
   EXPECT_TRUE(cli_test::fs::exists(scratch_->path("sr_grid.png")));
+
+  // M_s from a cut-out (the reference's object on black) with the M_t-only ablation switch off.
+  const std::string cut_dir = scratch_->path("cut.png");
+  ASSERT_EQ(scratch_->sine("world render --caption " + quote("a blue star in the center on a black background") +
+                           " -o " + quote(cut_dir)).code, 0);
+  const std::string out2 = scratch_->path("sr_cut.png");
+  r = scratch_->sine("specref " + quote(src()) + " " + quote(ref()) + " -p " + quote(kSource) + " --target " +
+                     quote(kTarget) + " --words star --ref-cutout " + quote(cut_dir) +
+                     " --masks ms --steps 3 --sr-start 1 --sr-end 3 -o " + quote(out2));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("derived"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("masks: ms"), std::string::npos) << r.out;
+  EXPECT_TRUE(cli_test::fs::exists(out2));
 }
 
 }  // namespace
