@@ -16,10 +16,10 @@ mkdir -p "$DIR"
 start=$(date +%s)
 
 SOURCE="a red circle on the left and a small blue square on the right on a yellow background"
-"$BIN" -q world render --caption "$SOURCE" -o "$DIR/source.png" > /dev/null
+"$BIN" -q --threads 1 world render --caption "$SOURCE" -o "$DIR/source.png" > /dev/null
 
 echo "   fine-tuning ($STEPS patch steps)"
-"$BIN" -q finetune -m "$MODEL" -i "$DIR/source.png" --class picture --patch --steps "$STEPS" --fresh \
+"$BIN" -q --threads 1 finetune -m "$MODEL" -i "$DIR/source.png" --class picture --patch --steps "$STEPS" --fresh \
   -o "$DIR/sine_patch.safetensors" > /dev/null
 ft_time=$(($(date +%s) - start))
 
@@ -34,20 +34,21 @@ for i in "${!EDITS[@]}"; do
   echo "   edit $((i + 1))/${#EDITS[@]}: $edit"
   cells=""
   for mode in sine no-guidance pretrained; do
-    "$BIN" -q edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "$edit" --mode "$mode" \
+    "$BIN" -q --threads 1 edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "$edit" --mode "$mode" \
       --steps "$EDIT_STEPS" --cfg-scale "$CFG" -s "$((10 + i))" -o "$DIR/edit_${i}_$mode.png" > /dev/null
-    if "$BIN" -q world judge "$DIR/edit_${i}_$mode.png" --expect "$edit" > /dev/null; then v=PASS; else v=FAIL; fi
+    if "$BIN" -q --threads 1 world judge "$DIR/edit_${i}_$mode.png" --expect "$edit" > /dev/null; then v=PASS; else v=FAIL; fi
     cells+="<td><img src=\"$NAME/edit_${i}_$mode.png\"><br>$mode: <b>$v</b></td>"
   done
-  "$BIN" -q world render --caption "$edit" -o "$DIR/target_$i.png" > /dev/null
+  "$BIN" -q --threads 1 world render --caption "$edit" -o "$DIR/target_$i.png" > /dev/null
   rows+="<tr><td class=cap>$(printf '%s' "$edit" | html_escape)</td><td><img src=\"$NAME/target_$i.png\"></td>$cells</tr>"$'\n'
 done
 
 echo "   K sweep and 2x width"
-"$BIN" -q edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "${EDITS[0]}" --steps "$EDIT_STEPS" \
+"$BIN" -q --threads 1 edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "${EDITS[0]}" --steps "$EDIT_STEPS" \
   --cfg-scale "$CFG" -s 10 --sweep K=200,400,600,800 -o "$DIR/sweep_K.png" > /dev/null
-"$BIN" -q edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "$SOURCE" --mode no-guidance -W 128 \
+"$BIN" -q --threads 1 edit -m "$MODEL" --finetuned "$DIR/sine_patch.safetensors" -p "$SOURCE" --mode no-guidance -W 128 \
   --steps "$EDIT_STEPS" --cfg-scale "$CFG" -s 3 -o "$DIR/wide.png" > /dev/null
+rm -f "$DIR/sine_patch.safetensors.ckpt" "$DIR/sine_patch.safetensors.ckpt.json"
 elapsed=$(($(date +%s) - start))
 
 cat > "$DIR/section.html" <<HTML
