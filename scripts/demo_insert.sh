@@ -3,7 +3,7 @@
 # with its exact mask (stage I encoder + stage II LoRA), insert it into new prompts, judge them,
 # compose it with a second concept, show the cross-attention mask and export the files.
 # Usage: scripts/demo_insert.sh BIN MODEL DIR  (env: SINE_DEMO_INSERT_STEPS steps per stage,
-# SINE_DEMO_INSERT_SAMPLE_STEPS DDIM steps)
+# SINE_DEMO_INSERT_SAMPLE_STEPS DDIM steps, SINE_DEMO_INSERT_THREADS CPU threads)
 set -euo pipefail
 
 BIN="$1"
@@ -11,6 +11,7 @@ MODEL="$2"
 DIR="$3"
 STEPS="${SINE_DEMO_INSERT_STEPS:-20}"
 SAMPLE_STEPS="${SINE_DEMO_INSERT_SAMPLE_STEPS:-15}"
+THREADS="${SINE_DEMO_INSERT_THREADS:-1}"  # the tiny model is overhead-bound: one thread is as fast and never oversubscribes
 CFG=5
 NAME="$(basename "$DIR")"
 mkdir -p "$DIR"
@@ -24,11 +25,11 @@ SOURCE2="an orange striped star in the center on a blue to yellow gradient backg
 
 echo "   learning the heart ($STEPS + $STEPS steps, batch 2)"
 t0=$(date +%s)
-"$BIN" -q insert train -m "$MODEL" -i "$DIR/source.png" --mask "$DIR/source_mask0.png" --class heart \
+"$BIN" -q --threads "$THREADS" insert train -m "$MODEL" -i "$DIR/source.png" --mask "$DIR/source_mask0.png" --class heart \
   --stage1-steps "$STEPS" --stage2-steps "$STEPS" --batch 2 -o "$DIR/heart.safetensors" > /dev/null 2> "$DIR/train.log"
 train_time=$(($(date +%s) - t0))
 echo "   learning the star"
-"$BIN" -q insert train -m "$MODEL" -i "$DIR/source2.png" --mask "$DIR/source2_mask0.png" --class star \
+"$BIN" -q --threads "$THREADS" insert train -m "$MODEL" -i "$DIR/source2.png" --mask "$DIR/source2_mask0.png" --class star \
   --stage1-steps "$STEPS" --stage2-steps "$STEPS" --batch 2 -o "$DIR/star.safetensors" > /dev/null 2>> "$DIR/train.log"
 
 PROMPTS=(
@@ -40,7 +41,7 @@ rows=""
 for i in "${!PROMPTS[@]}"; do
   p="${PROMPTS[$i]}"
   expect="${p//\*/pink dotted}"
-  "$BIN" -q insert generate -m "$MODEL" -c "$DIR/heart.safetensors" -p "$p" --steps "$SAMPLE_STEPS" \
+  "$BIN" -q --threads "$THREADS" insert generate -m "$MODEL" -c "$DIR/heart.safetensors" -p "$p" --steps "$SAMPLE_STEPS" \
     --cfg-scale "$CFG" -s "$((20 + i))" -o "$DIR/gen_$i.png" > /dev/null
   if "$BIN" -q world judge "$DIR/gen_$i.png" --expect "$expect" > /dev/null; then v=PASS; else v=FAIL; fi
   "$BIN" -q world render --caption "$expect" -o "$DIR/target_$i.png" > /dev/null
@@ -49,15 +50,15 @@ done
 
 echo "   composition and automatic mask"
 PAIR="a *1 heart on the left and a *2 star on the right on a white background"
-"$BIN" -q insert generate -m "$MODEL" -c "$DIR/heart.safetensors" -c "$DIR/star.safetensors" -p "$PAIR" \
+"$BIN" -q --threads "$THREADS" insert generate -m "$MODEL" -c "$DIR/heart.safetensors" -c "$DIR/star.safetensors" -p "$PAIR" \
   --steps "$SAMPLE_STEPS" --cfg-scale "$CFG" -s 30 -o "$DIR/pair.png" > /dev/null 2>&1
 if "$BIN" -q world judge "$DIR/pair.png" \
   --expect "a pink dotted heart on the left and an orange striped star on the right on a white background" > /dev/null; then
   pv=PASS; else pv=FAIL; fi
 # 0 + 0 steps: only the cross-attention mask of "heart" is computed (written as auto.mask.png).
-"$BIN" -q insert train -m "$MODEL" -i "$DIR/source.png" --class heart --stage1-steps 0 --stage2-steps 0 \
+"$BIN" -q --threads "$THREADS" insert train -m "$MODEL" -i "$DIR/source.png" --class heart --stage1-steps 0 --stage2-steps 0 \
   -o "$DIR/auto.safetensors" > /dev/null 2>&1
-"$BIN" -q insert export -m "$MODEL" -c "$DIR/heart.safetensors" --embedding "$DIR/heart_embedding.safetensors" \
+"$BIN" -q --threads "$THREADS" insert export -m "$MODEL" -c "$DIR/heart.safetensors" --embedding "$DIR/heart_embedding.safetensors" \
   --lora "$DIR/heart_lora_kohya.safetensors" --lora-format kohya > /dev/null
 elapsed=$(($(date +%s) - start))
 
