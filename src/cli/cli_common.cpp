@@ -40,6 +40,23 @@ std::map<std::string, std::string> png_parameters(const std::map<std::string, st
   return {{"parameters", text}, {"sine", j.dump()}};
 }
 
+StepCallback SamplingProgress::callback() {
+  return [this](int64_t step, int64_t total) {
+    if (!bar_) bar_ = std::make_unique<ProgressBar>(label_, total);
+    bar_->update(step);
+  };
+}
+
+void SamplingProgress::finish() {
+  if (bar_) bar_->finish();
+}
+
+std::string batch_output_path(const std::string& output, int64_t index, int64_t count) {
+  if (count <= 1) return output;
+  const auto dot = output.rfind('.');
+  return output.substr(0, dot) + "_" + std::to_string(index) + (dot == std::string::npos ? "" : output.substr(dot));
+}
+
 CLI::App* world_command(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "world"; })) return sub;
   CLI::App* world = app.add_subcommand("world", "the shapes world: the bundled model's training data, trainer, judge and benchmarks");

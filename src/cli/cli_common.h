@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 
+#include "core/progress.h"
 #include "pipeline/pipeline.h"
 
 namespace sine {
@@ -34,6 +35,22 @@ void register_world_train(CLI::App& app);
 void register_sine(CLI::App& app);     // finetune, edit (SINE)
 void register_specref(CLI::App& app);  // invert, p2p, specref
 void register_insert(CLI::App& app);   // insert train|generate|export|import (SingleInsert)
+
+// A progress bar fed by a sampling StepCallback; the bar appears at the first step, when the
+// total is known.
+class SamplingProgress {
+ public:
+  explicit SamplingProgress(std::string label) : label_(std::move(label)) {}
+  StepCallback callback();
+  void finish();
+
+ private:
+  std::string label_;
+  std::unique_ptr<ProgressBar> bar_;
+};
+
+// OUT.png for a single image, OUT_<index>.png when a batch writes `count` > 1 images.
+std::string batch_output_path(const std::string& output, int64_t index, int64_t count);
 
 // `sine world ...`: created by whichever command registers under it first.
 CLI::App* world_command(CLI::App& app);

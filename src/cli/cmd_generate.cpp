@@ -26,17 +26,10 @@ void run_generate(GenerateFlags& f) {
   for (int64_t b = 0; b < f.batch_count; ++b) {
     GenerateOptions o = f.gen;
     o.seed = f.gen.seed + static_cast<uint64_t>(b);
-    std::unique_ptr<ProgressBar> progress;
-    auto image = pipe.generate(o, [&](int64_t step, int64_t total) {
-      if (!progress) progress = std::make_unique<ProgressBar>(mode, total);
-      progress->update(step);
-    });
-    if (progress) progress->finish();
-    std::string out = f.output;
-    if (f.batch_count > 1) {
-      auto dot = out.rfind('.');
-      out = out.substr(0, dot) + "_" + std::to_string(b) + (dot == std::string::npos ? "" : out.substr(dot));
-    }
+    SamplingProgress progress(mode);
+    auto image = pipe.generate(o, progress.callback());
+    progress.finish();
+    const std::string out = batch_output_path(f.output, b, f.batch_count);
     std::map<std::string, std::string> params{
         {"mode", mode},
         {"prompt", o.prompt},

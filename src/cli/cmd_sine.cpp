@@ -281,12 +281,9 @@ void run_edit(EditFlags& f) {
   if (branches.size() == 1) params["v"] = format_double(1.0 - branches[0].beta);
 
   auto run_one = [&](const std::vector<SineBranch>& bs, const std::string& label) {
-    std::unique_ptr<ProgressBar> bar;
-    auto image = sine_edit(pretrained, bs, c, [&](int64_t step, int64_t total) {
-      if (!bar) bar = std::make_unique<ProgressBar>(label, total);
-      bar->update(step);
-    });
-    if (bar) bar->finish();
+    SamplingProgress progress(label);
+    auto image = sine_edit(pretrained, bs, c, progress.callback());
+    progress.finish();
     return image;
   };
 

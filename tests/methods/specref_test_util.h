@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/attention_hook.h"
 #include "pipeline/pipeline.h"
 #include "tokenizer/bpe_trainer.h"
 
@@ -54,6 +55,17 @@ inline Pipeline tiny_pipeline(uint64_t seed = 0) {
   // A small, smooth eps (like a trained model's, which DDIM inversion relies on): scale the output conv.
   for (auto& p : model->unet->out->named_parameters()) p.value().mul_(0.1);
   return Pipeline(model, tokenizer, torch::kCPU, torch::kFloat32, "tiny-random");
+}
+
+// An attention site with two heads on a side x side map.
+inline AttentionSite make_site(int step, int layer, bool cross, int64_t side) {
+  AttentionSite s;
+  s.step = step;
+  s.layer = layer;
+  s.is_cross = cross;
+  s.height = s.width = side;
+  s.heads = 2;
+  return s;
 }
 
 }  // namespace sine::test

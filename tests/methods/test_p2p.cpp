@@ -106,16 +106,6 @@ torch::Tensor random_probs(int64_t b, int64_t heads, int64_t n, int64_t m) {
   return torch::softmax(torch::randn({b, heads, n, m}) * 3, -1);
 }
 
-AttentionSite site(int step, int layer, bool cross, int64_t side) {
-  AttentionSite s;
-  s.step = step;
-  s.layer = layer;
-  s.is_cross = cross;
-  s.height = s.width = side;
-  s.heads = 2;
-  return s;
-}
-
 TEST(Controller, EditsOnlyTheTargetCondAtTheRightStepsAndLayers) {
   torch::manual_seed(0);
   p2p::ControllerConfig c;
@@ -125,20 +115,20 @@ TEST(Controller, EditsOnlyTheTargetCondAtTheRightStepsAndLayers) {
   auto mapper = p2p::replacement_mapper(clip(), src, tgt);
   // Cross-attention inside the window: target = base @ mapper; uncond and source untouched.
   auto probs = random_probs(4, 2, 16 * 16, 77);
-  auto out = ctl.on_probs(site(10, 4, true, 16), probs.clone());
+  auto out = ctl.on_probs(test::make_site(10, 4, true, 16), probs.clone());
   EXPECT_TRUE(torch::equal(out.narrow(0, 0, 3), probs.narrow(0, 0, 3)));
   EXPECT_TRUE(torch::allclose(out[3], torch::matmul(probs[2], mapper), 1e-6, 1e-6));
   // Outside the window (step 40: alpha row 40 is 0) nothing changes.
-  out = ctl.on_probs(site(40, 4, true, 16), probs.clone());
+  out = ctl.on_probs(test::make_site(40, 4, true, 16), probs.clone());
   EXPECT_TRUE(torch::equal(out, probs));
   // Self-attention: source maps copied into the target before step 30 for N <= 32^2 only.
   auto self = random_probs(4, 2, 16 * 16, 16 * 16);
-  out = ctl.on_probs(site(29, 4, false, 16), self.clone());
+  out = ctl.on_probs(test::make_site(29, 4, false, 16), self.clone());
   EXPECT_TRUE(torch::equal(out[3], self[2]));
   EXPECT_TRUE(torch::equal(out.narrow(0, 0, 3), self.narrow(0, 0, 3)));
-  EXPECT_TRUE(torch::equal(ctl.on_probs(site(30, 4, false, 16), self.clone()), self));
-  EXPECT_FALSE(ctl.needs_probs(site(0, 0, false, 64)));  // 64^2 self maps: neither edited nor stored
-  EXPECT_TRUE(ctl.needs_probs(site(0, 0, true, 64)));
+  EXPECT_TRUE(torch::equal(ctl.on_probs(test::make_site(30, 4, false, 16), self.clone()), self));
+  EXPECT_FALSE(ctl.needs_probs(test::make_site(0, 0, false, 64)));  // 64^2 self maps: neither edited nor stored
+  EXPECT_TRUE(ctl.needs_probs(test::make_site(0, 0, true, 64)));
 }
 
 TEST(Controller, RefineAndReweight) {
@@ -149,7 +139,7 @@ TEST(Controller, RefineAndReweight) {
   c.equalizer = {{"big", 2.0f}};
   p2p::Controller ctl(clip(), src, tgt, c, 32 * 32);
   auto probs = random_probs(4, 2, 8 * 8, 77);
-  auto out = ctl.on_probs(site(0, 1, true, 8), probs.clone());
+  auto out = ctl.on_probs(test::make_site(0, 1, true, 8), probs.clone());
   auto r = p2p::refine_mapper(clip(), src, tgt);
   auto idx = torch::where(r.mapper < 0, torch::full_like(r.mapper, 76), r.mapper);
   auto expect = (probs[2].index_select(-1, idx) * r.alphas + probs[3] * (1 - r.alphas));

@@ -136,21 +136,11 @@ struct SRFixture {
   }
 };
 
-AttentionSite make_site(int step, int layer, bool cross, int64_t side) {
-  AttentionSite s;
-  s.step = step;
-  s.layer = layer;
-  s.is_cross = cross;
-  s.height = s.width = side;
-  s.heads = 2;
-  return s;
-}
-
 // Feeds one cross map whose edited token (5) attends to the top-left 2x2 pixel only.
 void feed_mt(specref::SRAttention& sr) {
   auto probs = torch::full({4, 2, 4, 77}, 1.0f / 77);
   probs[3].select(1, 0).select(-1, 5).fill_(0.9f);
-  sr.on_probs(make_site(7, 1, true, 2), probs);
+  sr.on_probs(test::make_site(7, 1, true, 2), probs);
 }
 
 TEST(SRAttention, TouchesOnlyBatchElementThreeInsideMt) {
@@ -161,7 +151,7 @@ TEST(SRAttention, TouchesOnlyBatchElementThreeInsideMt) {
   specref::SRAttention sr(nullptr, &f.cache, f.rules, cfg, {5}, f.ms_pixels);
   feed_mt(sr);
   auto q = torch::randn({4, 16, 8}), out = torch::randn({4, 16, 8});
-  auto site = make_site(7, 5, false, 4);
+  auto site = test::make_site(7, 5, false, 4);
   EXPECT_TRUE(sr.is_sr_site(site));
   EXPECT_FALSE(sr.needs_probs(site));
   auto res = sr.on_output(site, out.clone(), q, q, q);
@@ -176,15 +166,15 @@ TEST(SRAttention, TouchesOnlyBatchElementThreeInsideMt) {
   EXPECT_TRUE(torch::equal(res[3].index_select(0, torch::nonzero(mt.flatten() == 0).flatten()),
                            out[3].index_select(0, torch::nonzero(mt.flatten() == 0).flatten())));
   // Outside the SR steps or layers nothing happens.
-  EXPECT_TRUE(torch::equal(sr.on_output(make_site(3, 5, false, 4), out.clone(), q, q, q), out));
-  EXPECT_TRUE(torch::equal(sr.on_output(make_site(7, 4, false, 4), out.clone(), q, q, q), out));
-  EXPECT_TRUE(torch::equal(sr.on_output(make_site(7, 5, true, 4), out.clone(), q, q, q), out));
+  EXPECT_TRUE(torch::equal(sr.on_output(test::make_site(3, 5, false, 4), out.clone(), q, q, q), out));
+  EXPECT_TRUE(torch::equal(sr.on_output(test::make_site(7, 4, false, 4), out.clone(), q, q, q), out));
+  EXPECT_TRUE(torch::equal(sr.on_output(test::make_site(7, 5, true, 4), out.clone(), q, q, q), out));
 }
 
 TEST(SRAttention, AblationSwitchesChangeTheRightMasks) {
   SRFixture f;
   auto q = torch::randn({4, 16, 8}), out = torch::randn({4, 16, 8});
-  auto site = make_site(7, 5, false, 4);
+  auto site = test::make_site(7, 5, false, 4);
   auto kf = f.k_ref.to(torch::kHalf).to(torch::kFloat32), vf = f.v_ref.to(torch::kHalf).to(torch::kFloat32);
   auto mt = torch::zeros({4, 4});
   mt.narrow(0, 0, 2).narrow(1, 0, 2).fill_(1.0);
