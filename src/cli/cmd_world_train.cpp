@@ -34,6 +34,11 @@ void register_world_train(CLI::App& app) {
   cmd->add_option("--steps", o.diffusion.steps, "text encoder + UNet training steps")->capture_default_str();
   cmd->add_option("--batch", o.diffusion.batch, "text encoder + UNet batch size")->capture_default_str();
   cmd->add_option("--lr", o.diffusion.lr, "text encoder + UNet peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o.diffusion.warmup_steps, "text encoder + UNet learning-rate warmup steps")
+      ->capture_default_str();
+  cmd->add_option("--offset-noise", o.offset_noise,
+                  "per-image, per-channel constant added to the training noise (0 = plain ε)")
+      ->capture_default_str();
   cmd->add_option("--ema-decay", o.diffusion.ema_decay, "EMA of the text encoder + UNet weights (0 = off)")
       ->capture_default_str();
   cmd->add_option("--caption-dropout", o.caption_dropout, "fraction of empty prompts (for classifier-free guidance)")
@@ -46,6 +51,8 @@ void register_world_train(CLI::App& app) {
   on_run(cmd, [f] {
     if (f->options.vae.steps < 1 || f->options.diffusion.steps < 1) throw Error("--vae-steps and --steps must be at least 1");
     if (f->options.vae.batch < 1 || f->options.diffusion.batch < 1) throw Error("--vae-batch and --batch must be at least 1");
+    if (f->options.offset_noise < 0) throw Error("--offset-noise must not be negative");
+    if (f->options.diffusion.warmup_steps < 0) throw Error("--warmup must not be negative");
     if (f->options.caption_dropout < 0 || f->options.caption_dropout > 1)
       throw Error("--caption-dropout must be in [0, 1]");
     f->options.device = parse_device(f->device);

@@ -39,6 +39,7 @@ int cli_main(int argc, char** argv) {
   register_insert(app);
   try {
     app.parse(argc, argv);
+    init_allocator();
     init_threads(threads);
     set_progress_enabled(!quiet);
     for (auto& [cmd, run] : registry())

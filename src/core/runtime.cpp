@@ -2,6 +2,10 @@
 
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "core/error.h"
 
 namespace sine {
@@ -12,6 +16,15 @@ void init_threads(int threads) {
   }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+}
+
+void init_allocator() {
+#if defined(__GLIBC__)
+  const char* keep_default = std::getenv("SINE_SYSTEM_MALLOC");
+  if (keep_default && std::string(keep_default) == "1") return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed value (64-bit)
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -7,6 +7,13 @@ namespace sine {
 // LibTorch defaults to one thread on some machines: use every core unless told otherwise.
 void init_threads(int threads = 0);
 
+// glibc hands every freed block above its (adaptive) mmap threshold back to the kernel and trims
+// the heap top eagerly; a training step frees and re-allocates the same activation-sized buffers,
+// so the page faults cost ~35% of a CPU step on the shapes model. Keep such blocks in the heap
+// (the process's peak footprint is unchanged). SINE_SYSTEM_MALLOC=1 keeps glibc's defaults, for
+// comparison. No effect with other C libraries.
+void init_allocator();
+
 torch::Device parse_device(const std::string& name);        // "cpu", "cuda", "cuda:1"
 torch::ScalarType parse_dtype(const std::string& name);     // "fp32", "fp16", "bf16"
 std::string dtype_name(torch::ScalarType dtype);

@@ -47,6 +47,11 @@ struct WorldTrainOptions {
 
   StageConfig diffusion{30000, 32, 5e-4, 500, 0.1, 0.999, 1.0};
   double caption_dropout = 0.1;  // empty prompt, so classifier-free guidance works
+  // Offset noise (Guttenberg 2023): ε += offset · N(0,1) per sample and channel, constant over
+  // the image. At 16x16 latents the SD schedule leaves an image's mean colour readable even at
+  // t = 999, so without it the sampler takes the background colour from the starting noise's
+  // mean and the text never learns to set it. The schedule itself stays SD 1.x's.
+  double offset_noise = 0.1;
 
   int64_t checkpoint_every = 500;
   int64_t eval_images = 64;  // held-out scenes (a seed range training never draws from)
@@ -70,6 +75,11 @@ struct VAEEval {
   double l1 = 0, psnr = 0;  // of reconstructions from the posterior mean, pixels in [0, 1]
 };
 
+struct DiffusionEval {
+  double loss = 0;               // with the scenes' captions
+  double loss_empty_prompt = 0;  // same latents, timesteps and noise, prompt ""
+};
+
 class ShapesWorldTrainer {
  public:
   // Builds (or reloads from work_dir) the tokenizer and initializes the model from the seed.
@@ -87,8 +97,9 @@ class ShapesWorldTrainer {
   // 1 / std of posterior samples of the held-out scenes; stored as VAEConfig::scaling_factor.
   double measure_latent_scale();
   VAEEval evaluate_vae();
-  // ε-loss on the held-out scenes with fixed timesteps and noise (captions kept).
-  double evaluate_diffusion();
+  // ε-loss on the held-out scenes with fixed timesteps and noise, with their captions and with
+  // empty prompts: the gap is what the text contributes (≈ 0 means the model ignores prompts).
+  DiffusionEval evaluate_diffusion();
 
   const ClipTokenizer& tokenizer() const { return *tokenizer_; }
   StableDiffusion& model() { return model_; }
