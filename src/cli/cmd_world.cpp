@@ -190,6 +190,7 @@ struct EvalFlags {
   int64_t size = 0;
   std::string output;
   bool vae = false;
+  bool renders = false;
 };
 
 // Fractions of claims that held, per attribute; objects are counted over every expected object.
@@ -247,18 +248,22 @@ void print_summary(const nlohmann::json& s, const std::string& mode) {
 void run_eval(const EvalFlags& f) {
   if (f.count < 1) throw Error("--count must be at least 1");
   if (f.steps < 1) throw Error("--steps must be at least 1");
-  Pipeline pipe = load_pipeline(f.model);
-  const int64_t size = f.size > 0 ? f.size : pipe.native_size();
-  if (size % pipe.vae_factor() != 0)
-    throw Error("--size " + std::to_string(size) + ": must be a multiple of " + std::to_string(pipe.vae_factor()));
+  if (f.vae && f.renders) throw Error("--vae and --renders: choose one");
+  // --renders judges the exact renderings: the judge's own accuracy, no model involved.
+  std::optional<Pipeline> loaded;
+  if (!f.renders) loaded.emplace(load_pipeline(f.model));
+  const int64_t size = f.size > 0 ? f.size : (loaded ? loaded->native_size() : 64);
+  if (loaded && size % loaded->vae_factor() != 0)
+    throw Error("--size " + std::to_string(size) + ": must be a multiple of " + std::to_string(loaded->vae_factor()));
   const world::SceneSampling sampling = world::WorldTrainOptions{}.scenes;
-  const std::string mode = f.vae ? "vae reconstruction" : "prompt following";
+  const std::string mode = f.renders ? "exact renders" : f.vae ? "vae reconstruction" : "prompt following";
+  const std::string source = loaded ? loaded->source() : "renderer";
 
   Tally tally;
   std::vector<torch::Tensor> grid_images;
   std::vector<std::string> grid_labels;
   nlohmann::json per_image = nlohmann::json::array();
-  ProgressBar progress(f.vae ? "world eval --vae" : "world eval", f.count);
+  ProgressBar progress(f.renders ? "world eval --renders" : f.vae ? "world eval --vae" : "world eval", f.count);
   const std::vector<uint64_t> seeds = world::eval_seeds(f.count, f.seed);
   for (size_t i = 0; i < seeds.size(); ++i) {
     std::mt19937_64 rng(seeds[i]);
@@ -267,10 +272,12 @@ void run_eval(const EvalFlags& f) {
     torch::Tensor image;
     double image_psnr = 0;
     torch::NoGradGuard no_grad;
-    if (f.vae) {
-      const torch::Tensor source = world::render_scene(scene, size, size);
-      image = from_model_output(pipe.decode_latents(pipe.encode_image(source)));
-      image_psnr = psnr(source, image);
+    if (f.renders) {
+      image = world::render_scene(scene, size, size);
+    } else if (f.vae) {
+      const torch::Tensor rendered = world::render_scene(scene, size, size);
+      image = from_model_output(loaded->decode_latents(loaded->encode_image(rendered)));
+      image_psnr = psnr(rendered, image);
       tally.psnr_sum += image_psnr;
     } else {
       GenerateOptions o;
@@ -279,7 +286,7 @@ void run_eval(const EvalFlags& f) {
       o.steps = f.steps;
       o.cfg_scale = f.cfg_scale;
       o.seed = seeds[i];
-      image = pipe.generate(o);
+      image = loaded->generate(o);
     }
     const world::Scene expected = world::parse_caption(text);
     const world::JudgeResult result = world::judge(image, &expected);
@@ -301,12 +308,12 @@ void run_eval(const EvalFlags& f) {
   print_summary(summary, mode);
   if (f.output.empty()) return;
   fs::create_directories(f.output);
-  const std::string stem = f.vae ? "eval_vae" : "eval";
+  const std::string stem = f.renders ? "eval_renders" : f.vae ? "eval_vae" : "eval";
   const std::string grid_path = (fs::path(f.output) / (stem + "_grid.png")).string();
-  write_png(grid_path, make_grid(grid_images, 4, 4, grid_labels), {{"model", pipe.source()}, {"mode", mode}});
-  nlohmann::json report{{"mode", mode},           {"model", pipe.source()}, {"size", size},
+  write_png(grid_path, make_grid(grid_images, 4, 4, grid_labels), {{"model", source}, {"mode", mode}});
+  nlohmann::json report{{"mode", mode},           {"model", source},        {"size", size},
                         {"seed_offset", f.seed},  {"summary", summary},     {"images", per_image}};
-  if (!f.vae) {
+  if (!f.vae && !f.renders) {
     report["steps"] = f.steps;
     report["cfg_scale"] = f.cfg_scale;
   }
@@ -354,6 +361,7 @@ void register_world(CLI::App& app) {
   eval->add_option("--size", e->size, "image side in pixels (default: the model's native size)");
   eval->add_option("-o,--output", e->output, "folder for a 16-sample grid PNG and a JSON summary");
   eval->add_flag("--vae", e->vae, "evaluate VAE reconstructions of rendered scenes (PSNR and judge accuracy)");
+  eval->add_flag("--renders", e->renders, "judge the exact renderings (the judge's own accuracy; no model loaded)");
   on_run(eval, [e] { run_eval(*e); });
 }
 
