@@ -14,6 +14,7 @@ struct WorldTrainFlags {
   std::string device = "cpu";
   bool fp32 = false;
   bool export_only = false;
+  bool vae_only = false;
 };
 
 }  // namespace
@@ -48,6 +49,7 @@ void register_world_train(CLI::App& app) {
   cmd->add_flag("--fp32", f->fp32, "store fp32 weights (default fp16)");
   cmd->add_flag("--export-only", f->export_only,
                 "write the model from the work dir's latest checkpoints without training (a run cut short)");
+  cmd->add_flag("--vae-only", f->vae_only, "train (or resume) the VAE stage alone and stop, reporting its held-out PSNR");
   on_run(cmd, [f] {
     if (f->options.vae.steps < 1 || f->options.diffusion.steps < 1) throw Error("--vae-steps and --steps must be at least 1");
     if (f->options.vae.batch < 1 || f->options.diffusion.batch < 1) throw Error("--vae-batch and --batch must be at least 1");
@@ -57,6 +59,16 @@ void register_world_train(CLI::App& app) {
       throw Error("--caption-dropout must be in [0, 1]");
     f->options.device = parse_device(f->device);
     f->options.fp16_output = !f->fp32;
+    if (f->export_only && f->vae_only) throw Error("--export-only and --vae-only: choose one");
+    if (f->vae_only) {
+      world::ShapesWorldTrainer trainer(f->options);
+      trainer.train_vae();
+      const world::VAEEval e = trainer.evaluate_vae();
+      std::fprintf(stderr, "vae at step %lld: held-out L1 %.4f, PSNR %.2f dB (%s)\n",
+                   static_cast<long long>(trainer.vae_trainer().step()), e.l1, e.psnr,
+                   trainer.vae_trainer().config().checkpoint_path.c_str());
+      return;
+    }
     if (f->export_only) {
       world::ShapesWorldTrainer trainer(f->options);
       trainer.save_model(f->options.output);
