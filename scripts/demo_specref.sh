@@ -60,7 +60,7 @@ cat > "$DIR/section.html" <<HTML
 reference: $(printf '%s' "$REFERENCE" | html_escape) (rendered, with its exact mask as M_s). $STEPS DDIM steps,
 CFG 7.5, SR-attention from step $((STEPS * 4 / 50)) on the decoder self-attention at the two highest
 resolutions. Verdicts from the pixel judge against the target prompt. Total ${elapsed} s.
-The bundled model is undertrained, so edits are weak.</p>
+</p>
 <pre>$(html_escape < "$DIR/invert_summary.txt")
 $cache
 $timing</pre>
