@@ -9,9 +9,9 @@ void init_threads(int threads = 0);
 
 // glibc hands every freed block above its (adaptive) mmap threshold back to the kernel and trims
 // the heap top eagerly; a training step frees and re-allocates the same activation-sized buffers,
-// so the page faults cost ~35% of a CPU step on the shapes model. Keep such blocks in the heap
-// (the process's peak footprint is unchanged). SINE_SYSTEM_MALLOC=1 keeps glibc's defaults, for
-// comparison. No effect with other C libraries.
+// so the page faults cost ~35% of a CPU step on the shapes model. Keep blocks up to 32 MiB in the
+// heap for reuse by the next step (the heap is trimmed only above 1 GiB free). SINE_SYSTEM_MALLOC=1
+// keeps glibc's defaults, for comparison. No effect with other C libraries.
 void init_allocator();
 
 torch::Device parse_device(const std::string& name);        // "cpu", "cuda", "cuda:1"
