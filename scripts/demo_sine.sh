@@ -57,7 +57,7 @@ cat > "$DIR/section.html" <<HTML
 positional grid; ${ft_time} s), then edited with SINE (pre-trained model with the edit prompt guided by the
 fine-tuned model with "photo of a sks picture", K 400, v 0.7, $EDIT_STEPS DDIM steps, s $CFG), the no-guidance
 ablation (fine-tuned model alone with the edit prompt) and the pre-trained model alone. Verdicts from the
-pixel judge against the edit caption. Total ${elapsed} s. The bundled model is undertrained, so edits are weak.</p>
+pixel judge against the edit caption. Total ${elapsed} s.</p>
 <p><img src="$NAME/source.png"> source: $(printf '%s' "$SOURCE" | html_escape)</p>
 <table><tr><th>edit prompt</th><th>target (rendered)</th><th>SINE</th><th>no guidance</th><th>pre-trained</th></tr>
 $rows</table>
