@@ -68,7 +68,7 @@ cat > "$DIR/section.html" <<HTML
 whose output replaces the token <code>*</code> in "* heart" (L_fg + L_bg), stage II adds rank-4 LoRA on the
 UNet and text attention (+ L_sm); $STEPS + $STEPS steps, batch 2, ${train_time} s on this CPU. Then
 generated with DDIM $SAMPLE_STEPS, CFG $CFG, and judged against the prompt with "*" read as "pink dotted".
-Total ${elapsed} s. The bundled model is undertrained and the runs are short, so expect weak results.</p>
+Total ${elapsed} s. The runs are short (the concept's color is not learned in 20 steps), so expect weak results.</p>
 <p><img src="$NAME/source.png"> source <img src="$NAME/source_mask0.png"> mask
 <img src="$NAME/auto.mask.png"> automatic mask (cross-attention of "heart")</p>
 <table><tr><th>prompt</th><th>target (rendered)</th><th>SingleInsert</th></tr>
