@@ -252,18 +252,26 @@ void run_eval(const EvalFlags& f) {
   // --renders judges the exact renderings: the judge's own accuracy, no model involved.
   std::optional<Pipeline> loaded;
   if (!f.renders) loaded.emplace(load_pipeline(f.model));
-  const int64_t size = f.size > 0 ? f.size : (loaded ? loaded->native_size() : 64);
+  const world::WorldTrainOptions world_defaults;
+  const int64_t size = f.size > 0 ? f.size : (loaded ? loaded->native_size() : world_defaults.image_size);
   if (loaded && size % loaded->vae_factor() != 0)
     throw Error("--size " + std::to_string(size) + ": must be a multiple of " + std::to_string(loaded->vae_factor()));
-  const world::SceneSampling sampling = world::WorldTrainOptions{}.scenes;
-  const std::string mode = f.renders ? "exact renders" : f.vae ? "vae reconstruction" : "prompt following";
+  const world::SceneSampling sampling = world_defaults.scenes;
+  // What is judged: its name in reports, the progress label, the output file stem.
+  struct Kind {
+    const char *mode, *label, *stem;
+  };
+  const Kind kind = f.renders ? Kind{"exact renders", "world eval --renders", "eval_renders"}
+                    : f.vae   ? Kind{"vae reconstruction", "world eval --vae", "eval_vae"}
+                              : Kind{"prompt following", "world eval", "eval"};
+  const std::string mode = kind.mode;
   const std::string source = loaded ? loaded->source() : "renderer";
 
   Tally tally;
   std::vector<torch::Tensor> grid_images;
   std::vector<std::string> grid_labels;
   nlohmann::json per_image = nlohmann::json::array();
-  ProgressBar progress(f.renders ? "world eval --renders" : f.vae ? "world eval --vae" : "world eval", f.count);
+  ProgressBar progress(kind.label, f.count);
   const std::vector<uint64_t> seeds = world::eval_seeds(f.count, f.seed);
   for (size_t i = 0; i < seeds.size(); ++i) {
     std::mt19937_64 rng(seeds[i]);
@@ -308,7 +316,7 @@ void run_eval(const EvalFlags& f) {
   print_summary(summary, mode);
   if (f.output.empty()) return;
   fs::create_directories(f.output);
-  const std::string stem = f.renders ? "eval_renders" : f.vae ? "eval_vae" : "eval";
+  const std::string stem = kind.stem;
   const std::string grid_path = (fs::path(f.output) / (stem + "_grid.png")).string();
   write_png(grid_path, make_grid(grid_images, 4, 4, grid_labels), {{"model", source}, {"mode", mode}});
   nlohmann::json report{{"mode", mode},           {"model", source},        {"size", size},

@@ -60,15 +60,6 @@ void register_world_train(CLI::App& app) {
     f->options.device = parse_device(f->device);
     f->options.fp16_output = !f->fp32;
     if (f->export_only && f->vae_only) throw Error("--export-only and --vae-only: choose one");
-    if (f->vae_only) {
-      world::ShapesWorldTrainer trainer(f->options);
-      trainer.train_vae();
-      const world::VAEEval e = trainer.evaluate_vae();
-      std::fprintf(stderr, "vae at step %lld: held-out L1 %.4f, PSNR %.2f dB (%s)\n",
-                   static_cast<long long>(trainer.vae_trainer().step()), e.l1, e.psnr,
-                   trainer.vae_trainer().config().checkpoint_path.c_str());
-      return;
-    }
     if (f->export_only) {
       world::ShapesWorldTrainer trainer(f->options);
       trainer.save_model(f->options.output);
@@ -76,7 +67,7 @@ void register_world_train(CLI::App& app) {
                    static_cast<long long>(trainer.diffusion_trainer().step()));
       return;
     }
-    world::train_shapes_world(f->options);
+    world::train_shapes_world(f->options, f->vae_only);
   });
 }
 

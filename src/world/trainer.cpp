@@ -325,7 +325,7 @@ void ShapesWorldTrainer::save_model(const std::string& path) {
                    {"sine.tokenizer.merges", tokenizer_->merges_txt_text()}});
 }
 
-void train_shapes_world(const WorldTrainOptions& options) {
+void train_shapes_world(const WorldTrainOptions& options, bool vae_only) {
   ShapesWorldTrainer trainer(options);
   std::fprintf(stderr, "tokenizer: %lld tokens\n", static_cast<long long>(trainer.tokenizer().vocab_size()));
 
@@ -337,6 +337,7 @@ void train_shapes_world(const WorldTrainOptions& options) {
   std::fprintf(stderr, "vae: %lld steps in %.0fs (%.2f steps/s); held-out L1 %.4f, PSNR %.2f dB\n",
                static_cast<long long>(done), seconds_since(start), done / std::max(1e-9, seconds_since(start)),
                vae.l1, vae.psnr);
+  if (vae_only) return;
 
   std::fprintf(stderr, "latent scale: %.5f\n", trainer.measure_latent_scale());
   start = std::chrono::steady_clock::now();

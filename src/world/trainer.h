@@ -128,7 +128,7 @@ class ShapesWorldTrainer {
 };
 
 // All three stages and the export, resuming whatever work_dir already holds. Reports each
-// stage's speed and held-out metrics on stderr.
-void train_shapes_world(const WorldTrainOptions& options);
+// stage's speed and held-out metrics on stderr. `vae_only` stops after the VAE stage (no export).
+void train_shapes_world(const WorldTrainOptions& options, bool vae_only = false);
 
 }  // namespace sine::world
