@@ -213,7 +213,7 @@ void register_insert(CLI::App& app) {
     cmd->add_option("--batch", c.batch, "training batch")->capture_default_str();
     cmd->add_option("--stage1-lr", c.stage1_lr, "stage I learning rate")->capture_default_str();
     cmd->add_option("--stage2-lr", c.stage2_lr, "stage II learning rate")->capture_default_str();
-    cmd->add_option("--variants", f->variants, "comma-separated: recon, fg, fg+bg, stage2")->capture_default_str();
+    cmd->add_option("--variants", f->variants, "comma-separated: oracle (the concept spelled out in words: the ceiling), recon, fg, fg+bg, stage2")->capture_default_str();
     cmd->add_option("--seed", c.seed, "seed")->capture_default_str();
     cmd->add_option("-o,--output", c.output_dir, "folder for grids, sources and bench.json");
     on_run(cmd, [f] { run_bench(*f); });

@@ -394,7 +394,9 @@ void register_sine(CLI::App& app) {
     cmd->add_option("--sweep-scenes", o.sweep_scenes, "run the sweeps on the first N scenes only (-1: all)")
         ->capture_default_str();
     cmd->add_flag("--no-resize", f->no_resize, "skip the 2x width / 2x height duplicate count");
-    cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank of the fine-tuning timing (0: skip LoRA)")->capture_default_str();
+    cmd->add_option("--lora-rank", o.lora_rank, "rank of the LoRA fine-tune variant (edited and timed; 0: skip LoRA)")
+        ->capture_default_str();
+    cmd->add_option("--lora-lr", o.lora_lr, "learning rate of the LoRA fine-tune variant")->capture_default_str();
     cmd->add_option("--timing-steps", o.timing_steps, "steps timed per fine-tuning variant (0: skip)")->capture_default_str();
     cmd->add_option("--grid-scenes", o.grid_scenes, "scenes shown in grid.png")->capture_default_str();
     cmd->add_option("-o,--output", o.output_dir, "output folder (results.json, grid.png, resize.png)")->capture_default_str();

@@ -32,7 +32,7 @@ struct InsertBenchConfig {
   int64_t batch = 2;
   double stage1_lr = 1e-4;
   double stage2_lr = 5e-5;
-  std::vector<std::string> variants{"recon", "fg", "fg+bg", "stage2"};
+  std::vector<std::string> variants{"oracle", "recon", "fg", "fg+bg", "stage2"};  // oracle: words, no learning
   uint64_t seed = 0;
   std::string output_dir;  // grids, sources, masks and bench.json; empty = none
 };

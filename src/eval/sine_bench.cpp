@@ -263,6 +263,8 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   if (o.scenes < 1) throw Error("--scenes must be at least 1");
   if (o.whole_steps < 1 || o.patch_steps < 1) throw Error("--whole-steps/--patch-steps must be at least 1");
   if (o.edit_steps < 1) throw Error("--edit-steps must be at least 1");
+  if (o.lora_rank < 0) throw Error("--lora-rank must be 0 (no LoRA variant) or positive");
+  if (o.lora_rank > 0 && !(o.lora_lr > 0)) throw Error("--lora-lr must be positive");
   fs::create_directories(o.output_dir);
   const auto bench_start = Clock::now();
 
@@ -277,8 +279,13 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   sampling.p_striped = 0;
   sampling.p_dotted = 0;
 
-  const std::vector<std::string> methods{"SINE (whole)", "SINE (patch)", "no guidance (whole)", "no guidance (patch)",
-                                         "pre-trained alone"};
+  const bool lora_variant = o.lora_rank > 0;
+  std::vector<std::string> methods{"SINE (whole)", "SINE (patch)", "no guidance (whole)", "no guidance (patch)",
+                                   "pre-trained alone"};
+  if (lora_variant) {
+    methods.push_back("SINE (LoRA whole)");
+    methods.push_back("no guidance (LoRA whole)");
+  }
   std::map<std::string, Tally> by_method;
   std::map<std::string, std::map<std::string, Tally>> by_method_kind;
   std::map<int64_t, Tally> k_tally;
@@ -287,7 +294,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     int64_t n = 0, duplicated = 0, lost = 0, exact = 0;
   };
   std::map<std::string, ResizeTally> resize;
-  double whole_time = 0, patch_time = 0;
+  double whole_time = 0, patch_time = 0, lora_time = 0;
   nlohmann::json per_scene = nlohmann::json::array();
   std::vector<torch::Tensor> grid_images;
   std::vector<std::string> grid_labels;
@@ -303,13 +310,14 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << caption << "\n";
 
     // Fine-tune the base twice: whole image (no grid: the ablation) and patch mode (grid).
-    auto finetune = [&](SineMode mode, int64_t steps, double& seconds) {
+    auto finetune = [&](SineMode mode, int64_t steps, double& seconds, int64_t lora_rank = 0) {
       auto pipe = std::make_unique<Pipeline>(Pipeline::load(o.model));
       SineFinetuneConfig c;
       c.class_word = "picture";
       c.mode = mode;
       c.steps = steps;
-      c.lr = o.lr;
+      c.lr = lora_rank > 0 ? o.lora_lr : o.lr;
+      c.lora_rank = lora_rank;
       c.seed = 23 + static_cast<uint64_t>(i);
       SineFinetuner ft(*pipe, image, c);
       auto t0 = Clock::now();
@@ -321,9 +329,13 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     };
     auto [whole_pipe, no_grid] = finetune(SineMode::Whole, o.whole_steps, whole_time);
     auto [patch_pipe, grid] = finetune(SineMode::Patch, o.patch_steps, patch_time);
+    // ★ LoRA mode: the adapters stay attached to lora_pipe's model after the finetuner is gone.
+    std::unique_ptr<Pipeline> lora_pipe;
+    if (lora_variant) lora_pipe = finetune(SineMode::Whole, o.whole_steps, lora_time, o.lora_rank).first;
     const std::string desc = sine_training_prompt("photo of a sks {class}", "picture");
     SineBranch whole_branch{whole_pipe.get(), nullptr, desc, 1.0 - o.v, o.K};
     SineBranch patch_branch{patch_pipe.get(), &*grid, desc, 1.0 - o.v, o.K};
+    SineBranch lora_branch{lora_pipe.get(), nullptr, desc, 1.0 - o.v, o.K};
 
     nlohmann::json scene_json{{"caption", caption}, {"edits", nlohmann::json::array()}};
     const bool sweep_here = o.sweeps && (o.sweep_scenes < 0 || i < o.sweep_scenes);
@@ -347,10 +359,14 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
         return std::make_pair(img, score(ec, *jr.verdict));
       };
       std::vector<torch::Tensor> row{image, world::render_scene(ec.target, size, size)};
-      const std::vector<std::pair<std::vector<SineBranch>, SineEditMode>> runs{
+      std::vector<std::pair<std::vector<SineBranch>, SineEditMode>> runs{
           {{whole_branch}, SineEditMode::Sine},       {{patch_branch}, SineEditMode::Sine},
           {{whole_branch}, SineEditMode::NoGuidance}, {{patch_branch}, SineEditMode::NoGuidance},
           {{}, SineEditMode::Pretrained}};
+      if (lora_variant) {
+        runs.push_back({{lora_branch}, SineEditMode::Sine});
+        runs.push_back({{lora_branch}, SineEditMode::NoGuidance});
+      }
       for (size_t m = 0; m < methods.size(); ++m) {
         auto [img, s] = run(runs[m].first, runs[m].second);
         by_method[methods[m]].add(s);
@@ -371,8 +387,8 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
         }
       }
       if (i < o.grid_scenes) {
-        static const char* kLabels[] = {"source", "target", "SINE whole", "SINE patch", "no-guid whole",
-                                        "no-guid patch", "pre-trained"};
+        static const char* kLabels[] = {"source",        "target",      "SINE whole", "SINE patch", "no-guid whole",
+                                        "no-guid patch", "pre-trained", "SINE LoRA",  "no-guid LoRA"};
         for (size_t k = 0; k < row.size(); ++k) {
           grid_images.push_back(row[k]);
           grid_labels.push_back(k == 1 ? edit_name(ec.kind) : kLabels[k]);
@@ -436,25 +452,26 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   out["model"] = pre.source();
   out["options"] = {{"scenes", o.scenes}, {"seed", o.seed}, {"whole_steps", o.whole_steps},
                     {"patch_steps", o.patch_steps}, {"lr", o.lr}, {"edit_steps", o.edit_steps},
-                    {"scale", o.scale}, {"K", o.K}, {"v", o.v}};
+                    {"scale", o.scale}, {"K", o.K}, {"v", o.v}, {"lora_rank", o.lora_rank},
+                    {"lora_lr", o.lora_lr}};
   std::cout << "\nSINE on the shapes world: " << o.scenes << " scenes, fine-tune " << o.whole_steps << " (whole) / "
             << o.patch_steps << " (patch) steps at lr " << o.lr << ", edits " << o.edit_steps << " DDIM steps, s "
             << o.scale << ", K " << o.K << ", v " << o.v << "\n\n";
   std::cout << "edit success / preservation / both (judged from pixels)\n";
-  std::printf("%-22s %6s %9s %13s %7s\n", "method", "edits", "success", "preservation", "both");
+  std::printf("%-26s %6s %9s %13s %7s\n", "method", "edits", "success", "preservation", "both");
   for (const auto& m : methods) {
     const Tally& t = by_method[m];
-    std::printf("%-22s %6lld %9s %13s %7s\n", m.c_str(), static_cast<long long>(t.n), pct(t.success, t.n).c_str(),
+    std::printf("%-26s %6lld %9s %13s %7s\n", m.c_str(), static_cast<long long>(t.n), pct(t.success, t.n).c_str(),
                 pct(t.preserved, t.n).c_str(), pct(t.both, t.n).c_str());
     out["methods"][m] = t.json();
     for (const auto& [kind, kt] : by_method_kind[m]) out["methods_by_edit"][m][kind] = kt.json();
   }
   std::cout << "\nsuccess by edit kind\n";
-  std::printf("%-22s", "method");
+  std::printf("%-26s", "method");
   for (EditKind k : kEditKinds) std::printf(" %17s", edit_name(k));
   std::printf("\n");
   for (const auto& m : methods) {
-    std::printf("%-22s", m.c_str());
+    std::printf("%-26s", m.c_str());
     for (EditKind k : kEditKinds) {
       const Tally& t = by_method_kind[m][edit_name(k)];
       std::printf(" %17s", (pct(t.success, t.n) + " / " + pct(t.preserved, t.n)).c_str());
@@ -496,6 +513,9 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
               "", "", "");
   std::printf("%-30s %12.4f %12s %14s %14s\n", "full, patch (bench runs)", patch_time / static_cast<double>(o.scenes),
               "", "", "");
+  if (lora_variant)
+    std::printf("%-30s %12.4f %12s %14s %14s\n", ("LoRA r" + std::to_string(o.lora_rank) + ", whole (bench runs)").c_str(),
+                lora_time / static_cast<double>(o.scenes), "", "", "");
   for (const auto& t : timings) {
     std::printf("%-30s %12.4f %12lld %14.4f %14.3f\n", t.label.c_str(), t.seconds_per_step,
                 static_cast<long long>(t.trainable), t.state_gb, t.peak_memory_gb);
@@ -508,12 +528,13 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   std::cout << "(state = trainable weights + grads + AdamW moments in fp32; peak RSS is the process's so far)\n";
   out["finetune_seconds_per_step"] = {{"whole", whole_time / static_cast<double>(o.scenes)},
                                       {"patch", patch_time / static_cast<double>(o.scenes)}};
+  if (lora_variant) out["finetune_seconds_per_step"]["lora_whole"] = lora_time / static_cast<double>(o.scenes);
   out["scenes"] = per_scene;
   out["seconds"] = seconds_since(bench_start);
 
   if (!grid_images.empty()) {
     const std::string path = (fs::path(o.output_dir) / "grid.png").string();
-    write_png(path, make_grid(grid_images, 7, 4, grid_labels));
+    write_png(path, make_grid(grid_images, 2 + static_cast<int64_t>(methods.size()), 4, grid_labels));
     out["grid"] = path;
   }
   if (!wide_images.empty()) {

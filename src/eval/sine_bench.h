@@ -12,7 +12,8 @@
 // ablation and the pre-trained model alone; the pixel judge scores edit success (the edited
 // claim holds) and preservation (every claim the edit should not change holds). Also: objects
 // duplicated or lost at 2x width / 2x height (patch mode vs no grid), K and v sweeps, and the
-// fine-tuning time and peak memory per step (full vs LoRA).
+// fine-tuning time and peak memory per step (full vs LoRA). With lora_rank > 0 a third fine-tune
+// per scene (★ LoRA adapters on UNet + text attention, whole image) is edited and judged as well.
 namespace sine {
 
 struct SineBenchOptions {
@@ -31,7 +32,8 @@ struct SineBenchOptions {
   bool sweeps = true;
   int64_t sweep_scenes = -1;  // scenes the sweeps run on (-1: all)
   bool resize_test = true;   // 2x width / 2x height duplicates
-  int64_t lora_rank = 4;     // 0: no LoRA timing
+  int64_t lora_rank = 4;     // LoRA fine-tune variant (whole image) and its timing; 0: none
+  double lora_lr = 1e-3;     // its learning rate (adapters start at 0: LoRA needs a larger lr)
   int64_t timing_steps = 20; // steps timed per fine-tuning variant
   std::string output_dir = "bench-sine";
   int64_t grid_scenes = 4;   // scenes shown in the grid image

@@ -1,6 +1,9 @@
 // `sine insert train|generate|export|import` end to end on the tiny reference model, and bad inputs.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "cli_test_util.h"
 #include "io/image.h"
 #include "io/safetensors.h"
@@ -83,6 +86,31 @@ TEST(InsertCli, BadInputsFailWithOneClearLine) {
   EXPECT_FALSE(fs::exists(s.path("concept.safetensors")));
   r = s.sine("world bench-insert --concepts 1");
   EXPECT_EQ(r.code, 1);
+}
+
+// The oracle row of bench-insert learns nothing: the concept is spelled out in words ("a pink dotted
+// heart"), so its ESR is the ceiling the base model allows; every fidelity part is reported.
+TEST(InsertCli, BenchInsertOracleNeedsNoTraining) {
+  Scratch s("sine_insert_bench");
+  auto r = s.sine("--threads 1 world bench-insert --concepts 2 --seeds 1 --steps 2 --variants oracle -o " +
+                  quote(s.path("bi")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")));
+  const auto& row = j["variants"]["oracle"];
+  EXPECT_EQ(row["images"], 10);  // 2 concepts x 5 prompts x 1 seed
+  EXPECT_EQ(row["seconds_per_concept"].get<double>(), 0.0);
+  for (const char* k : {"fg_fidelity", "fg_color", "fg_shape", "fg_pattern"}) {
+    ASSERT_TRUE(row.contains(k)) << k;
+    EXPECT_GE(row[k].get<double>(), 0.0);
+    EXPECT_LE(row[k].get<double>(), 1.0);
+  }
+  // Fidelity needs color, shape and pattern at once: it is at most each part alone.
+  EXPECT_LE(row["fg_fidelity"].get<double>(), row["fg_color"].get<double>());
+  EXPECT_LE(row["fg_fidelity"].get<double>(), row["fg_pattern"].get<double>());
+  EXPECT_NE(r.out.find("| oracle |"), std::string::npos) << r.out;
+  r = s.sine("world bench-insert --variants oracle,bogus");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("oracle"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 // sine finetune / sine edit on the bundled shapes-world model: outputs, resume, metadata, bad input.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "cli_test_util.h"
 #include "io/image.h"
 #include "io/safetensors.h"
@@ -113,6 +116,33 @@ TEST_F(SineCli, BadFinetuneAndEditInputs) {
   expect_clean_failure("edit -p x -o " + quote(png), png, "--finetuned");
   // A file that is not a SINE fine-tune (the base model itself).
   expect_clean_failure("edit -p x --finetuned " + quote(kModel) + " -o " + quote(png), png, "not a SINE fine-tune");
+}
+
+// bench-sine edits and judges the ★ LoRA fine-tune beside the full ones; --lora-rank 0 leaves it out.
+TEST_F(SineCli, BenchSineJudgesTheLoRAVariant) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no bundled model";
+  const std::string common = "--threads 1 world bench-sine " + model() +
+                             "--scenes 1 --whole-steps 2 --patch-steps 2 --edit-steps 2 --no-sweeps --no-resize "
+                             "--timing-steps 0 --grid-scenes 1 ";
+  auto r = scratch_->sine(common + "--lora-rank 2 -o " + quote(scratch_->path("bs-lora")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(std::ifstream(scratch_->path("bs-lora/results.json")));
+  ASSERT_TRUE(j["methods"].contains("SINE (LoRA whole)")) << j["methods"].dump();
+  ASSERT_TRUE(j["methods"].contains("no guidance (LoRA whole)"));
+  EXPECT_EQ(j["methods"]["SINE (LoRA whole)"]["n"], j["methods"]["SINE (whole)"]["n"]);
+  EXPECT_GT(j["finetune_seconds_per_step"]["lora_whole"].get<double>(), 0.0);
+  EXPECT_EQ(j["options"]["lora_rank"], 2);
+  EXPECT_NE(r.out.find("SINE (LoRA whole)"), std::string::npos);
+
+  r = scratch_->sine(common + "--lora-rank 0 -o " + quote(scratch_->path("bs-full")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(std::ifstream(scratch_->path("bs-full/results.json")));
+  EXPECT_FALSE(j["methods"].contains("SINE (LoRA whole)"));
+  EXPECT_EQ(j["methods"].size(), 5u);
+
+  r = scratch_->sine(common + "--lora-rank -1 -o " + quote(scratch_->path("bs-bad")));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--lora-rank"), std::string::npos) << r.err;
 }
 
 }  // namespace
