@@ -174,7 +174,7 @@ void run_import(ImportFlags& f) {
 struct BenchFlags {
   ModelFlags model;
   InsertBenchConfig config;
-  std::string variants = "recon,fg,fg+bg,stage2";
+  std::string variants = "oracle,recon,fg,fg+bg,stage2";
 };
 
 void run_bench(BenchFlags& f) {
@@ -182,7 +182,7 @@ void run_bench(BenchFlags& f) {
   std::stringstream list(f.variants);
   for (std::string v; std::getline(list, v, ',');)
     if (!v.empty()) f.config.variants.push_back(v);
-  if (f.config.variants.empty()) throw Error("--variants: give at least one of recon, fg, fg+bg, stage2");
+  if (f.config.variants.empty()) throw Error("--variants: give at least one of oracle, recon, fg, fg+bg, stage2");
   Pipeline pipe = load_pipeline(f.model);
   const auto start = std::chrono::steady_clock::now();
   nlohmann::json result = run_insert_bench(pipe, f.config);
