@@ -262,15 +262,15 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
       // All prompts of one concept set (the single-concept ones, then the pair) in one batch each.
       std::vector<std::vector<torch::Tensor>> samples(prompts.size());
       for (const bool pair : {false, true}) {
-        std::vector<Concept> used;
-        if (oracle) {
-        } else if (pair) {
-          used = {set[i], set[j]};
-          used[0].token = "*1";
-          used[1].token = "*2";
-        } else {
-          used = {set[i]};
-          used[0].token = "*";
+        std::vector<Concept> used;  // none for the oracle
+        if (!oracle) {
+          used = pair ? std::vector<Concept>{set[i], set[j]} : std::vector<Concept>{set[i]};
+          if (pair) {
+            used[0].token = "*1";
+            used[1].token = "*2";
+          } else {
+            used[0].token = "*";
+          }
         }
         std::vector<std::string> batch_prompts;
         std::vector<uint64_t> batch_seeds;
