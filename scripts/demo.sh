@@ -7,7 +7,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${1:-$ROOT/build/sine}"
-MODEL="${SINE_MODEL:-$ROOT/models/shapes-v2.safetensors}"
+MODEL="${SINE_MODEL:-$ROOT/models/shapes-v3.safetensors}"
 OUT="${SINE_DEMO_OUT:-demo-out}"
 STEPS="${SINE_DEMO_STEPS:-20}"
 CFG=5
@@ -19,7 +19,7 @@ fi
 if [[ ! -e "$MODEL" ]]; then
   echo "demo: the shapes-world model $MODEL does not exist yet." >&2
   echo "      Train it with:" >&2
-  echo "      $BIN world train --work-dir models/work --output models/shapes-v2.safetensors" >&2
+  echo "      $BIN world train --work-dir models/work --output models/shapes-v3.safetensors" >&2
   echo "      or point SINE_MODEL at a model file." >&2
   exit 1
 fi

@@ -12,7 +12,7 @@ using namespace sine::cli_test;
 
 namespace {
 
-const std::string kModel = std::string(SINE_SOURCE_DIR) + "/models/shapes-v2.safetensors";
+const std::string kModel = std::string(SINE_SOURCE_DIR) + "/models/shapes-v3.safetensors";
 
 class SineCli : public ::testing::Test {
  protected:
