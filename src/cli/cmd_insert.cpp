@@ -174,15 +174,17 @@ void run_import(ImportFlags& f) {
 struct BenchFlags {
   ModelFlags model;
   InsertBenchConfig config;
-  std::string variants = "oracle,recon,fg,fg+bg,stage2";
+  std::string variants;  // empty: every row (insert_bench_variants())
 };
 
 void run_bench(BenchFlags& f) {
-  f.config.variants.clear();
-  std::stringstream list(f.variants);
-  for (std::string v; std::getline(list, v, ',');)
-    if (!v.empty()) f.config.variants.push_back(v);
-  if (f.config.variants.empty()) throw Error("--variants: give at least one of oracle, recon, fg, fg+bg, stage2");
+  if (!f.variants.empty()) {
+    f.config.variants.clear();
+    std::stringstream list(f.variants);
+    for (std::string v; std::getline(list, v, ',');)
+      if (!v.empty()) f.config.variants.push_back(v);
+    if (f.config.variants.empty()) throw Error("--variants: give at least one of " + insert_bench_variant_list());
+  }
   Pipeline pipe = load_pipeline(f.model);
   const auto start = std::chrono::steady_clock::now();
   nlohmann::json result = run_insert_bench(pipe, f.config);
@@ -213,7 +215,9 @@ void register_insert(CLI::App& app) {
     cmd->add_option("--batch", c.batch, "training batch")->capture_default_str();
     cmd->add_option("--stage1-lr", c.stage1_lr, "stage I learning rate")->capture_default_str();
     cmd->add_option("--stage2-lr", c.stage2_lr, "stage II learning rate")->capture_default_str();
-    cmd->add_option("--variants", f->variants, "comma-separated: oracle (the concept spelled out in words: the ceiling), recon, fg, fg+bg, stage2")->capture_default_str();
+    cmd->add_option("--variants", f->variants,
+                    "comma-separated rows (default: all): " + insert_bench_variant_list() +
+                        "; oracle = the concept spelled out in words, the ceiling");
     cmd->add_option("--seed", c.seed, "seed")->capture_default_str();
     cmd->add_option("-o,--output", c.output_dir, "folder for grids, sources and bench.json");
     on_run(cmd, [f] { run_bench(*f); });

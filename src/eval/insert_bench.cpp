@@ -158,13 +158,24 @@ std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& co
   return out;
 }
 
+const std::vector<std::string>& insert_bench_variants() {
+  static const std::vector<std::string> kVariants{"oracle", "recon", "fg", "fg+bg", "stage2"};
+  return kVariants;
+}
+
+std::string insert_bench_variant_list() {
+  std::string out;
+  for (const auto& v : insert_bench_variants()) out += (out.empty() ? "" : ", ") + v;
+  return out;
+}
+
 nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg) {
   if (cfg.seeds < 1) throw Error("--seeds must be at least 1");
   if (cfg.concepts < 2) throw Error("--concepts must be at least 2 (the pair prompt needs a second concept)");
-  const std::set<std::string> known{"oracle", "recon", "fg", "fg+bg", "stage2"};
+  const auto& known = insert_bench_variants();
   for (const auto& v : cfg.variants)
-    if (!known.count(v))
-      throw Error("--variants: unknown variant '" + v + "' (known: oracle, recon, fg, fg+bg, stage2)");
+    if (std::find(known.begin(), known.end(), v) == known.end())
+      throw Error("--variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
   auto wants = [&](const std::string& v) {
     return std::find(cfg.variants.begin(), cfg.variants.end(), v) != cfg.variants.end();
   };

@@ -22,6 +22,11 @@ namespace sine {
 //   diversity         mean pairwise mean |a − b| / 255 of the images of one prompt over seeds
 // Variants: recon (baseline, stage I with the unmasked x0 loss), fg (+L_fg), fg+bg (+L_bg, the
 // stage I model), stage2 (stage II with L_sm on top of the fg+bg encoder).
+// Every row the bench knows, in table order. "oracle" learns nothing: the concept is written out in
+// words, the ceiling of the learned rows.
+const std::vector<std::string>& insert_bench_variants();
+std::string insert_bench_variant_list();  // "oracle, recon, fg, fg+bg, stage2"
+
 struct InsertBenchConfig {
   int64_t concepts = 8;
   int64_t seeds = 2;
@@ -34,7 +39,7 @@ struct InsertBenchConfig {
   int64_t batch = 4;
   double stage1_lr = 1e-3;
   double stage2_lr = 5e-4;
-  std::vector<std::string> variants{"oracle", "recon", "fg", "fg+bg", "stage2"};  // oracle: words, no learning
+  std::vector<std::string> variants = insert_bench_variants();
   uint64_t seed = 0;
   std::string output_dir;  // grids, sources, masks and bench.json; empty = none
 };
