@@ -1,12 +1,18 @@
-# make demo: install dependencies, build, run the showcase on the bundled tiny model.
-# make test: install dependencies, build, run the whole test suite.
+# make demo:       install dependencies, build, run the showcase on the bundled model.
+# make test:       install dependencies, build, run the whole test suite (Debian's LibTorch 1.13, CPU).
+# make build-cuda: PyPI's LibTorch 2.11 (CUDA 13) in .venv, every CUDA path compiled in (build-cuda/).
+# make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU).
 BUILD ?= build
+BUILD_CUDA ?= build-cuda
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test demo clean
+.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device clean
 
 deps:
 	./scripts/install-deps.sh
+
+deps-pip:
+	./scripts/install-deps.sh --torch pip
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -15,10 +21,24 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE heavy
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
 
 demo: build
 	./scripts/demo.sh $(BUILD)/sine
 
+$(BUILD_CUDA)/build.ninja:
+	cmake -S . -B $(BUILD_CUDA) -G Ninja -DCMAKE_BUILD_TYPE=Release -DSINE_CUDA=ON \
+	  -DSINE_TORCH_PYTHON=$(CURDIR)/.venv/bin/python
+
+build-cuda: deps-pip $(BUILD_CUDA)/build.ninja
+	cmake --build $(BUILD_CUDA) -j $(JOBS)
+
+test-cuda: build-cuda
+	cd $(BUILD_CUDA) && ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
+
+# On a machine with a GPU: the tests that need one (label cuda).
+test-cuda-device: build-cuda
+	cd $(BUILD_CUDA) && ctest --output-on-failure -L cuda
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD_CUDA)

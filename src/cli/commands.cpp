@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli_common.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/runtime.h"
@@ -22,7 +23,7 @@ void on_run(CLI::App* cmd, std::function<void()> run) { registry().emplace_back(
 int cli_main(int argc, char** argv) {
   CLI::App app{"sine: edit a single real image with Stable Diffusion 1.x (SINE, SingleInsert, SpecRef)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", SINE_VERSION);
+  app.set_version_flag("--version", [] { return version_report(); }, "sine, LibTorch and CUDA versions, devices found");
   int threads = 0;
   bool quiet = false;
   app.add_option("--threads", threads, "CPU threads (default: all cores)");

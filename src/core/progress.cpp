@@ -31,15 +31,26 @@ void ProgressBar::update(int64_t done, const std::string& suffix) {
     if (done != total_ && done / step == last_printed_ / step && last_printed_ >= 0) return;
   }
   last_printed_ = done;
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double rate = secs > 0 ? done / secs : 0.0;
+  const auto now = std::chrono::steady_clock::now();
+  double secs = std::chrono::duration<double>(now - start_).count();
+  if (!based_) {
+    based_ = true;
+    if (secs < 0.05 && done > 0) {  // no work measured yet: rate from here on
+      base_done_ = done;
+      start_ = now;
+      secs = 0;
+    }
+  }
+  const double rate = secs > 0 ? (done - base_done_) / secs : 0.0;
   const double eta = rate > 0 ? (total_ - done) / rate : 0.0;
   const int width = 24;
   const int filled = static_cast<int>(width * done / total_);
   std::string bar(filled, '=');
   if (filled < width) bar += '>' + std::string(width - filled - 1, ' ');
   char rate_text[64];
-  if (rate >= 1.0 || rate == 0.0)
+  if (rate == 0.0)
+    std::snprintf(rate_text, sizeof rate_text, "-- it/s");
+  else if (rate >= 1.0)
     std::snprintf(rate_text, sizeof rate_text, "%.2f it/s", rate);
   else
     std::snprintf(rate_text, sizeof rate_text, "%.2f s/it", 1.0 / rate);

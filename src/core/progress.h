@@ -18,6 +18,10 @@ class ProgressBar {
   int64_t total_;
   bool enabled_, tty_, finished_ = false;
   int64_t last_printed_ = -1;
+  // The rate counts from here: the construction, or the first update when it came at once (a resumed
+  // run starting at step N, a cached result), which otherwise showed millions of it/s.
+  int64_t base_done_ = 0;
+  bool based_ = false;
   std::chrono::steady_clock::time_point start_;
 };
 

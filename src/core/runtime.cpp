@@ -27,6 +27,12 @@ void init_allocator() {
 #endif
 }
 
+ScopedDefaultDtype::ScopedDefaultDtype(torch::ScalarType dtype) : previous_(torch::get_default_dtype()) {
+  torch::set_default_dtype(c10::scalarTypeToTypeMeta(dtype));
+}
+
+ScopedDefaultDtype::~ScopedDefaultDtype() { torch::set_default_dtype(previous_); }
+
 torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {

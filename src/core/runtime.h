@@ -14,6 +14,19 @@ void init_threads(int threads = 0);
 // keeps glibc's defaults, for comparison. No effect with other C libraries.
 void init_allocator();
 
+// While alive, new tensors without an explicit dtype (module parameters at construction) get `dtype`,
+// so a bf16 model is built in bf16 instead of in fp32 and converted (twice the memory at the peak).
+class ScopedDefaultDtype {
+ public:
+  explicit ScopedDefaultDtype(torch::ScalarType dtype);
+  ~ScopedDefaultDtype();
+  ScopedDefaultDtype(const ScopedDefaultDtype&) = delete;
+  ScopedDefaultDtype& operator=(const ScopedDefaultDtype&) = delete;
+
+ private:
+  caffe2::TypeMeta previous_;
+};
+
 torch::Device parse_device(const std::string& name);        // "cpu", "cuda", "cuda:1"
 torch::ScalarType parse_dtype(const std::string& name);     // "fp32", "fp16", "bf16"
 std::string dtype_name(torch::ScalarType dtype);

@@ -1,6 +1,5 @@
 #include "eval/sine_bench.h"
 
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -19,10 +18,7 @@
 #include "world/judge.h"
 #include "world/render.h"
 #include "world/scene.h"
-#ifdef SINE_WITH_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <torch/cuda.h>
-#endif
+#include "core/device.h"
 
 namespace fs = std::filesystem;
 
@@ -32,12 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double process_peak_gb() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1e6;  // KiB -> GB
-}
 
 // ---------------------------------------------------------------------------------------------
 // Edits of a scene
@@ -236,26 +226,13 @@ SineStepTiming time_sine_finetune(Pipeline& pipeline, SineMode mode, int64_t lor
   const bool was = progress_enabled();
   set_progress_enabled(false);
   ft.train(2);  // warm-up (allocations, AdamW state)
-#ifdef SINE_WITH_CUDA
-  if (device.is_cuda()) {
-    torch::cuda::synchronize();
-    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-  }
-#endif
+  reset_peak_memory(device);
   auto start = Clock::now();
   ft.train();
-#ifdef SINE_WITH_CUDA
-  if (device.is_cuda()) torch::cuda::synchronize();
-#endif
+  synchronize(device);
   r.seconds_per_step = seconds_since(start) / static_cast<double>(steps);
   set_progress_enabled(was);
-  r.peak_memory_gb = process_peak_gb();
-#ifdef SINE_WITH_CUDA
-  if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    r.peak_memory_gb = static_cast<double>(stats.allocated_bytes[0].peak) / 1e9;
-  }
-#endif
+  r.peak_memory_gb = peak_memory_bytes(device) / 1e9;
   return r;
 }
 

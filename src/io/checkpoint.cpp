@@ -106,7 +106,7 @@ CheckpointData load_single_file(const std::string& path) {
       d.dropped.push_back(key);
       continue;
     }
-    d.tensors[canonical] = to_original_tensor(canonical, st.get(key));
+    d.tensors[canonical] = to_original_tensor(canonical, st.view(key));
   }
   check_components(d.tensors, st.keys(), path);
   return d;
@@ -162,7 +162,7 @@ CheckpointData load_diffusers(const std::string& path, std::vector<ConfigOverrid
                     c.label + "?)");
       if (d.tensors.count(canonical))
         throw Error(st.path() + ": tensor '" + key + "' maps to '" + canonical + "', which another tensor already filled");
-      d.tensors[canonical] = to_original_tensor(canonical, st.get(key));
+      d.tensors[canonical] = to_original_tensor(canonical, st.view(key));
     }
   }
   check_components(d.tensors, prefixed_keys, path);

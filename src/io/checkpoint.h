@@ -13,7 +13,9 @@ namespace sine {
 
 // A model as the modules want it, whatever layout the user had.
 struct CheckpointData {
-  std::map<std::string, torch::Tensor> tensors;  // canonical (original LDM) names, CPU, the file's dtype
+  // Canonical (original LDM) names, CPU, the file's dtype: read-only views over the memory-mapped
+  // files (SafeTensors::view), so loading a model copies each tensor once, into its parameter.
+  std::map<std::string, torch::Tensor> tensors;
   ModelConfig config;
   std::string layout;  // "ldm" or "diffusers"
   std::string source;  // the path given

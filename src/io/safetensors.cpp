@@ -173,6 +173,23 @@ torch::Tensor SafeTensors::get(const std::string& key) const {
   return out;
 }
 
+torch::Tensor SafeTensors::view(const std::string& key) const {
+  const TensorInfo& ti = info(key);
+  const DtypeEntry* dt = find_dtype(ti.dtype);
+  const uint8_t* begin = data_ + ti.begin;
+  if (ti.end == ti.begin || reinterpret_cast<uintptr_t>(begin) % dt->size != 0) return get(key);
+  auto mapping = map_;
+  const size_t length = ti.end - ti.begin;
+  auto release = [mapping, begin, length](void*) {
+    // Whole pages inside the range only: a neighbour's pages stay (they fault back in if needed).
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+    const uintptr_t hi = (reinterpret_cast<uintptr_t>(begin) + length) / page * page;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  };
+  return torch::from_blob(const_cast<uint8_t*>(begin), ti.shape, release, torch::TensorOptions().dtype(dt->type));
+}
+
 std::map<std::string, torch::Tensor> SafeTensors::all() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& [k, v] : infos_) out[k] = get(k);

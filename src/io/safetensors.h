@@ -30,6 +30,11 @@ class SafeTensors {
   // A CPU tensor (a copy, in the file's dtype) of one entry.
   torch::Tensor get(const std::string& key) const;
   std::map<std::string, torch::Tensor> all() const;
+  // A read-only CPU tensor over the memory map itself (no copy; it keeps the file mapped). When the
+  // last reference goes, its pages are handed back to the kernel, so a loader that copies one tensor
+  // at a time into the model never holds the file's pages and the model's at once. Never write to it.
+  // Falls back to a copy when the bytes are not aligned to the element size.
+  torch::Tensor view(const std::string& key) const;
 
  private:
   struct Mapping;

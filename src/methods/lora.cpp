@@ -271,9 +271,12 @@ LoRANetwork LoRANetwork::attach(StableDiffusion& model, const LoRAWeights& weigh
       throw Error("LoRA '" + name + "': shapes of '" + module + "' (down " + c10::str(m.down.sizes()) + ", up " +
                   c10::str(m.up.sizes()) + ") do not fit the projection [" + std::to_string(linear->out_features) +
                   ", " + std::to_string(linear->in_features) + "]");
+    // Given weights are for inference: the projection's own dtype (fresh, trainable adapters above
+    // stay fp32, the master weights of mixed-precision training).
+    const auto dtype = linear->weight.scalar_type();
     entries.push_back(Entry{module, linear,
-                            LoRAModule{m.down.detach().to(device, torch::kFloat32).clone(),
-                                       m.up.detach().to(device, torch::kFloat32).clone(), m.scale}});
+                            LoRAModule{m.down.detach().to(device, dtype).clone(), m.up.detach().to(device, dtype).clone(),
+                                       m.scale}});
   }
   return attach_entries(model, std::move(entries), name, scale);
 }

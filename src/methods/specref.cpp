@@ -102,11 +102,13 @@ torch::Tensor reference_attention(const torch::Tensor& q_t, const torch::Tensor&
   auto q = q_t.reshape({n, heads, d}).transpose(0, 1);                       // [h, N, d]
   auto k = k_ref.to(q_t.dtype()).reshape({m, heads, d}).transpose(0, 1);    // [h, M, d]
   auto v = v_ref.to(q_t.dtype()).reshape({m, heads, d}).transpose(0, 1);
+  // The mask bias and the softmax in fp32 whatever the model's dtype: fp32's lowest value does not
+  // exist in bf16/fp16, and an empty M_s must give the same (uniform) weights in every dtype.
   const float lowest = std::numeric_limits<float>::lowest();
-  auto bias = torch::where(ms_flat.to(q_t.device()).gt(0.5), torch::ones({m}, q_t.options()),
-                           torch::full({m}, lowest, q_t.options()));
-  auto logits = torch::matmul(q, k.transpose(1, 2)) * scale + bias;           // [h, N, M]
-  auto out = torch::matmul(torch::softmax(logits, -1), v);                    // [h, N, d]
+  const auto f32 = q_t.options().dtype(torch::kFloat32);
+  auto bias = torch::where(ms_flat.to(q_t.device()).gt(0.5), torch::ones({m}, f32), torch::full({m}, lowest, f32));
+  auto logits = (torch::matmul(q, k.transpose(1, 2)) * scale).to(torch::kFloat32) + bias;  // [h, N, M]
+  auto out = torch::matmul(torch::softmax(logits, -1).to(q.scalar_type()), v);            // [h, N, d]
   return out.transpose(0, 1).reshape({n, c});
 }
 

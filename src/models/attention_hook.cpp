@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/torch_compat.h"
+
 namespace sine {
 
 namespace {
@@ -17,11 +19,6 @@ torch::Tensor merge_heads(const torch::Tensor& x) {
   return x.transpose(1, 2).reshape({s[0], s[2], s[1] * s[3]});
 }
 
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads) {
-  return merge_heads(at::scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)));
-}
-#else
 // Without SDPA: a block of queries at a time (all heads together), so that the scores live in a
 // reused 16 MB buffer instead of a [B, heads, N, M] tensor (1 GB for SD 1.5 at 512x512 with CFG)
 // that is written, scaled, normalised and read back from memory; on CPU this is about twice as
@@ -51,7 +48,12 @@ torch::Tensor chunked_attention(const torch::Tensor& q_scaled, const torch::Tens
   return out;
 }
 
+// The fused path: LibTorch's SDPA kernel where it has one (2.x: flash / memory-efficient on CUDA,
+// flash attention on the CPU), else the chunked loop above (inference) or the plain formula (training).
 torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads) {
+  if constexpr (compat::has_sdpa)
+    return merge_heads(compat::scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads),
+                                                            split_heads(v, heads)));
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1) / heads));
   const bool records_graph =
       torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
@@ -59,7 +61,6 @@ torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, co
   auto probs = torch::softmax(torch::matmul(split_heads(q * scale, heads), split_heads(k, heads).transpose(-1, -2)), -1);
   return merge_heads(torch::matmul(probs, split_heads(v, heads)));
 }
-#endif
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 
 namespace sine {
 
@@ -15,15 +16,7 @@ torch::nn::LayerNorm layer_norm(const TextConfig& c) {
 
 // q, k, v: [B, heads, L, D]. Causal softmax attention; fused on LibTorch 2.x.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-#else
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto scores = torch::matmul(q, k.transpose(-1, -2)) * scale;
-  const auto length = q.size(-2);
-  auto mask = torch::full({length, length}, -std::numeric_limits<double>::infinity(), scores.options()).triu(1);
-  return torch::matmul(torch::softmax(scores + mask, -1), v);
-#endif
+  return compat::scaled_dot_product_attention(q, k, v, /*is_causal=*/true);
 }
 
 }  // namespace

@@ -43,6 +43,36 @@ void load_module_weights(torch::nn::Module& module, const std::map<std::string, 
   }
 }
 
+void take_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::Tensor>> targets;
+  for (auto& p : module.named_parameters(true)) targets.emplace_back(prefix + p.key(), p.value());
+  for (auto& b : module.named_buffers(true)) targets.emplace_back(prefix + b.key(), b.value());
+  std::set<std::string> expected;
+  for (const auto& [key, dst] : targets) {
+    expected.insert(key);
+    auto it = tensors.find(key);
+    if (it == tensors.end()) throw Error(source + ": missing tensor '" + key + "' (expected shape " + shape_str(dst.sizes()) + ")");
+    if (it->second.sizes() != dst.sizes())
+      throw Error(source + ": tensor '" + key + "' has shape " + shape_str(it->second.sizes()) +
+                  " but the model expects " + shape_str(dst.sizes()));
+  }
+  for (const auto& [key, t] : tensors) {
+    if (key.compare(0, prefix.size(), prefix) != 0 || expected.count(key)) continue;
+    bool ignored = false;
+    for (const auto& ig : ignore_unexpected)
+      if (key == prefix + ig) ignored = true;
+    if (!ignored) throw Error(source + ": unexpected tensor '" + key + "' " + shape_str(t.sizes()) + " (not part of the model)");
+  }
+  for (auto& [key, dst] : targets) {
+    auto it = tensors.find(key);
+    dst.copy_(it->second);  // converts dtype and device on the way, one tensor at a time
+    tensors.erase(it);
+  }
+}
+
 std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& module, const std::string& prefix) {
   std::map<std::string, torch::Tensor> out;
   for (const auto& p : module.named_parameters(true)) out[prefix + p.key()] = p.value().detach();

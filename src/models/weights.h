@@ -14,6 +14,14 @@ void load_module_weights(torch::nn::Module& module, const std::map<std::string, 
                          const std::string& prefix, const std::string& source,
                          const std::vector<std::string>& ignore_unexpected = {});
 
+// The same, taking each tensor out of `tensors` as soon as it is copied, so that a source backed by a
+// memory map (SafeTensors::view) gives its pages back one tensor at a time: loading never holds the
+// file and the model at once. Every key and shape is checked before the first copy, so an error
+// (the same messages as load_module_weights) leaves the module as it was.
+void take_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected = {});
+
 // The module's parameters and persistent buffers under `prefix`, as a checkpoint would hold them.
 std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& module, const std::string& prefix);
 

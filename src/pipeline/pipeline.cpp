@@ -3,10 +3,12 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/runtime.h"
 #include "diffusion/ddim.h"
 #include "diffusion/guidance.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
+#include "models/unet_graph.h"
 #include "models/weights.h"
 
 namespace sine {
@@ -75,10 +77,19 @@ std::string resolve_model_path(const LoadOptions& options) {
 StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
   const std::string path = resolve_model_path(options);
   CheckpointData ckpt = load_checkpoint(path, parse_config_flag(options.config_json));
-  StableDiffusion model(ckpt.config);
-  load_module_weights(*model, ckpt.tensors, "", path);
-  ckpt.tensors.clear();
+  // Peak memory is one model in the asked dtype: built in that dtype on the CPU, moved to the
+  // device while its weights are still the random ones, then filled one tensor at a time from the
+  // memory map (whose pages are handed back as it goes).
+  StableDiffusion model = [&] {
+    try {
+      ScopedDefaultDtype build_in(options.dtype);
+      return StableDiffusion(ckpt.config);
+    } catch (const c10::Error&) {  // a random init this LibTorch lacks for the dtype on the CPU
+      return StableDiffusion(ckpt.config);
+    }
+  }();
   model->to(options.device, options.dtype);
+  take_module_weights(*model, ckpt.tensors, "", path);
   model->eval();
   if (info) *info = std::move(ckpt);
   return model;
@@ -181,11 +192,27 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
       throw Error("init latents have the wrong shape for " + std::to_string(width) + "x" + std::to_string(height));
   }
   const int64_t total = timesteps.size(0) - start;
+  // cond+uncond in one UNet batch; the context is built once, the timesteps live on the host.
+  const bool guided = o.cfg_scale != 1.0;
+  const auto context = (guided ? torch::cat({uncond, cond}) : cond).to(device_, dtype_);
+  std::optional<UNetGraph> graph;
+  auto unet_eps = [&](const torch::Tensor& x, int64_t t) {
+    auto xs = (guided ? torch::cat({x, x}) : x).to(device_, dtype_);
+    auto ts = torch::full({xs.size(0)}, t, torch::kLong).to(device_);
+    if (o.cuda_graph && UNetGraph::supported(model_->unet, device_)) {
+      if (!graph) graph.emplace(model_->unet, xs, ts, context);
+      return graph->forward(xs, ts, context).to(torch::kFloat32);
+    }
+    return model_->unet->forward(xs, ts, context).to(torch::kFloat32);
+  };
   for (int64_t i = start; i < timesteps.size(0); ++i) {
     const int64_t t = timesteps[i].item<int64_t>();
     model_->unet->set_step(static_cast<int>(i));
-    auto eps = o.cfg_scale == 1.0 ? predict_eps(latents, torch::tensor(t), cond)
-                                  : predict_eps_cfg(latents, t, uncond, cond, o.cfg_scale);
+    torch::Tensor eps = unet_eps(latents, t);
+    if (guided) {
+      auto parts = eps.chunk(2);
+      eps = classifier_free_guidance(parts[0], parts[1], o.cfg_scale);
+    }
     latents = scheduler.step(eps, t, latents, o.eta, generator).prev_sample;
     if (on_step) on_step(i - start + 1, total);
   }

@@ -35,6 +35,7 @@ struct GenerateOptions {
   torch::Tensor init_image;       // uint8 [H,W,3]: img2img when defined
   double strength = 0.75;         // img2img: fraction of the schedule that is re-noised
   torch::Tensor init_latents;     // optional starting noise [1,4,h,w] (scaled latent space)
+  bool cuda_graph = false;        // CUDA: replay the UNet call as a CUDA graph (models/unet_graph.h)
 };
 
 // The SD 1.x engine a C++ user calls directly; the CLI and every method wrap it.

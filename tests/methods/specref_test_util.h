@@ -42,7 +42,9 @@ inline std::shared_ptr<ClipTokenizer> tiny_tokenizer() {
   return std::make_shared<ClipTokenizer>(train_bpe(corpus, 400));
 }
 
-inline Pipeline tiny_pipeline(uint64_t seed = 0) {
+// `dtype`: the networks' dtype. The weights are drawn (and sharpened) in fp32 and then converted, so a
+// seed gives the same network, up to rounding, in every dtype; the device is always the CPU.
+inline Pipeline tiny_pipeline(uint64_t seed = 0, torch::ScalarType dtype = torch::kFloat32) {
   torch::set_num_threads(1);  // the test machine is shared; one thread avoids spin contention
   torch::manual_seed(seed);
   auto tokenizer = tiny_tokenizer();
@@ -54,7 +56,8 @@ inline Pipeline tiny_pipeline(uint64_t seed = 0) {
     if (p.key().find("attn") != std::string::npos && p.key().find("to_k") != std::string::npos) p.value().mul_(3.0);
   // A small, smooth eps (like a trained model's, which DDIM inversion relies on): scale the output conv.
   for (auto& p : model->unet->out->named_parameters()) p.value().mul_(0.1);
-  return Pipeline(model, tokenizer, torch::kCPU, torch::kFloat32, "tiny-random");
+  if (dtype != torch::kFloat32) model->to(torch::kCPU, dtype);
+  return Pipeline(model, tokenizer, torch::kCPU, dtype, "tiny-random");
 }
 
 // An attention site with two heads on a side x side map.
