@@ -12,11 +12,15 @@
 #include "diffusion/ddim.h"
 #include "diffusion/guidance.h"
 #include "diffusion/noise_schedule.h"
+#include "eval/method_timing.h"
 #include "methods/lora.h"
 #include "models/attention_hook.h"
 #include "models/presets.h"
 #include "models/stable_diffusion.h"
+#include "models/unet_graph.h"
 #include "models/weights.h"
+#include "pipeline/pipeline.h"
+#include "tokenizer/bpe_trainer.h"
 
 namespace sine {
 
@@ -35,6 +39,9 @@ struct BenchFlags {
   bool no_train = false;
   bool no_baseline = false;
   bool no_image = false;
+  bool cuda_graph = false;
+  bool methods = false;
+  bool only_methods = false;
   std::string json;
 };
 
@@ -89,6 +96,14 @@ class Report {
     std::fflush(stdout);
     rows_.push_back(std::move(r));
   }
+  // A row measured elsewhere (the methods' timings carry their own peak).
+  void add_measured(const std::string& what, double seconds, double peak_gb, const std::string& note) {
+    Row r{what, "", note, Timing{seconds, seconds}, peak_gb};
+    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), "", seconds, seconds,
+                1.0 / seconds, peak_gb, note.c_str());
+    std::fflush(stdout);
+    rows_.push_back(std::move(r));
+  }
   nlohmann::json json() const {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : rows_)
@@ -132,7 +147,7 @@ void run_bench(const BenchFlags& f) {
   std::printf("devices: %s\n", describe_devices().c_str());
   Report report(device);
   report.header();
-  {
+  if (!f.only_methods) {
     torch::NoGradGuard ng;
     auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
     report.begin();
@@ -166,6 +181,16 @@ void run_bench(const BenchFlags& f) {
     report.begin();
     report.add("CFG sampling step (UNet B2 + DDIM)", square(1, f.latent),
                time_it(device, f.repeat, [&] { cfg_step(latents, 981); }));
+    if (f.cuda_graph) {
+      if (!UNetGraph::supported(unet, device))
+        throw Error("--cuda-graph: CUDA graphs need a CUDA build (make build-cuda) and --device cuda");
+      UNetGraph graph(unet, torch::cat({latents, latents}), t2, ctx2);
+      report.begin();
+      report.add("CFG sampling step (CUDA graph)", square(1, f.latent), time_it(device, f.repeat, [&] {
+                   auto eps = graph.forward(torch::cat({latents, latents}), t2, ctx2).chunk(2);
+                   scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), 981, latents);
+                 }));
+    }
     report.begin();
     report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
     if (!f.no_image) {
@@ -192,7 +217,7 @@ void run_bench(const BenchFlags& f) {
                  whole);
     }
   }
-  if (!f.no_train) {
+  if (!f.no_train && !f.only_methods) {
     unet->train();
     const std::string tshape = square(1, f.train_latent);
     auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
@@ -236,6 +261,20 @@ void run_bench(const BenchFlags& f) {
       lora.remove();
     }
   }
+  if (f.methods || f.only_methods) {
+    // The methods' units of work on the same random model, with a tokenizer learned from a few
+    // captions (token ids are all the UNet sees; the words only have to exist).
+    unet->eval();
+    static const std::vector<std::string> captions = {
+        "a red circle in the center on a white background", "a blue star in the center on a white background",
+        "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
+    Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype,
+                  "random " + f.config);
+    MethodTimingOptions mo;
+    mo.steps = f.repeat;
+    mo.lora_rank = f.lora_rank > 0 ? f.lora_rank : 4;
+    for (const auto& r : time_methods(pipe, mo)) report.add_measured(r.what, r.seconds, r.peak_gb, r.note);
+  }
   std::printf("peak memory: %.2f GB (%s)\n", peak_memory_bytes(device) / 1e9, peak_memory_kind(device).c_str());
   if (!f.json.empty()) {
     nlohmann::json j = {{"config", f.config},
@@ -276,6 +315,10 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-train", f->no_train, "skip the training-step timings");
   cmd->add_flag("--no-baseline", f->no_baseline, "skip the explicit-probabilities baseline");
   cmd->add_flag("--no-image", f->no_image, "skip the whole-image timing");
+  cmd->add_flag("--methods", f->methods,
+                "also time the methods: SINE fine-tune (full, LoRA) and edit, SingleInsert stages, SpecRef edit");
+  cmd->add_flag("--only-methods", f->only_methods, "time the methods only");
+  cmd->add_flag("--cuda-graph", f->cuda_graph, "also time the CFG step replayed as a CUDA graph (CUDA only)");
   cmd->add_option("--json", f->json, "also write the rows as JSON to this file");
   on_run(cmd, [f] { run_bench(*f); });
 }

@@ -26,6 +26,7 @@ void run_generate(GenerateFlags& f) {
   for (int64_t b = 0; b < f.batch_count; ++b) {
     GenerateOptions o = f.gen;
     o.seed = f.gen.seed + static_cast<uint64_t>(b);
+    o.release_after_use = b + 1 == f.batch_count;  // the last image frees each network once done with it
     SamplingProgress progress(mode);
     auto image = pipe.generate(o, progress.callback());
     progress.finish();

@@ -24,13 +24,6 @@ struct InitRandomFlags {
   uint64_t seed = 0;
 };
 
-int64_t count_with_prefix(const std::map<std::string, torch::Tensor>& tensors, const std::string& prefix) {
-  int64_t n = 0;
-  for (const auto& [k, t] : tensors)
-    if (k.compare(0, prefix.size(), prefix) == 0) n += t.numel();
-  return n;
-}
-
 void run_info(const InfoFlags& f) {
   const std::string path = f.model.model.empty() ? default_model_path() : f.model.model;
   if (path.empty()) throw Error("info: -m/--model is required (no bundled default model found)");

@@ -27,6 +27,15 @@ void init_allocator() {
 #endif
 }
 
+void release_weights(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters(true)) p.set_data(torch::empty({0}, p.options()));
+  for (auto& b : module.buffers(true)) b.set_data(torch::empty({0}, b.options()));
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 ScopedDefaultDtype::ScopedDefaultDtype(torch::ScalarType dtype) : previous_(torch::get_default_dtype()) {
   torch::set_default_dtype(c10::scalarTypeToTypeMeta(dtype));
 }

@@ -14,6 +14,11 @@ void init_threads(int threads = 0);
 // keeps glibc's defaults, for comparison. No effect with other C libraries.
 void init_allocator();
 
+// Frees the parameters and buffers of `module` (each becomes an empty tensor of its dtype/device)
+// and hands the freed heap pages back to the system (malloc_trim): memory a one-shot run no longer
+// needs. The module cannot run afterwards.
+void release_weights(torch::nn::Module& module);
+
 // While alive, new tensors without an explicit dtype (module parameters at construction) get `dtype`,
 // so a bf16 model is built in bf16 instead of in fp32 and converted (twice the memory at the peak).
 class ScopedDefaultDtype {

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #ifdef SINE_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -41,7 +42,9 @@ UNetGraph::UNetGraph(UNetModel unet, const torch::Tensor& x, const torch::Tensor
   s.context = context.clone();
   c10::cuda::CUDAGuard device_guard(x.device());
   auto side = c10::cuda::getStreamFromPool();
-  side.wait(c10::cuda::getCurrentCUDAStream());
+  at::cuda::CUDAEvent inputs_ready;
+  inputs_ready.record(c10::cuda::getCurrentCUDAStream());
+  inputs_ready.block(side);
   {
     c10::cuda::CUDAStreamGuard stream_guard(side);
     for (int i = 0; i < 3; ++i) s.out = s.unet->forward(s.x, s.t, s.context);  // cuBLAS/cuDNN set-up off the graph
@@ -49,7 +52,9 @@ UNetGraph::UNetGraph(UNetModel unet, const torch::Tensor& x, const torch::Tensor
     s.out = s.unet->forward(s.x, s.t, s.context);
     s.graph.capture_end();
   }
-  c10::cuda::getCurrentCUDAStream().wait(side);
+  at::cuda::CUDAEvent captured;
+  captured.record(side);
+  captured.block(c10::cuda::getCurrentCUDAStream());
 #endif
 }
 

@@ -166,9 +166,15 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   if (height % f || width % f)
     throw Error("-W/-H must be multiples of " + std::to_string(f) + " (got " + std::to_string(width) + "x" +
                 std::to_string(height) + ")");
+  if (released_)
+    throw Error("generate: this pipeline freed its weights after a one-shot run (GenerateOptions::release_after_use)");
   auto generator = make_generator(o.seed);
   auto cond = encode_prompt(o.prompt, o.clip_skip);
   auto uncond = encode_prompt(o.negative_prompt, o.clip_skip);
+  if (o.release_after_use) {
+    released_ = true;
+    release_weights(*model_->text_encoder);
+  }
 
   DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), o.steps);
   auto timesteps = scheduler.timesteps();
@@ -215,6 +221,10 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     }
     latents = scheduler.step(eps, t, latents, o.eta, generator).prev_sample;
     if (on_step) on_step(i - start + 1, total);
+  }
+  if (o.release_after_use) {
+    graph.reset();
+    release_weights(*model_->unet);
   }
   return latents;
 }

@@ -36,6 +36,11 @@ struct GenerateOptions {
   double strength = 0.75;         // img2img: fraction of the schedule that is re-noised
   torch::Tensor init_latents;     // optional starting noise [1,4,h,w] (scaled latent space)
   bool cuda_graph = false;        // CUDA: replay the UNet call as a CUDA graph (models/unet_graph.h)
+  // A one-shot run (the CLI's last image): each network's weights are freed as soon as this run no
+  // longer needs them (text encoder after the prompts, UNet before the decode), like
+  // stable-diffusion.cpp's free_params_immediately; peak memory is then about UNet + VAE, not all
+  // three plus the decoder's activations. The pipeline cannot generate again afterwards.
+  bool release_after_use = false;
 };
 
 // The SD 1.x engine a C++ user calls directly; the CLI and every method wrap it.
@@ -79,6 +84,7 @@ class Pipeline {
   torch::Device device_;
   torch::ScalarType dtype_;
   std::string source_;
+  bool released_ = false;  // a release_after_use run freed the weights
 };
 
 // Loads the networks alone (no tokenizer), cast to options.device/dtype, in eval mode.

@@ -265,7 +265,10 @@ TEST(SpecRef, EndToEndMasksAndAblationsMatter) {
   auto plain = c;
   plain.sr.sr_start = plain.sr.sr_end = 5;  // no SR steps: plain P2P
   auto p2p_only = specref::edit_with_reference(pipe, joint, in, plain, false);
-  EXPECT_TRUE(torch::equal(p2p_only.source_recon, both.source_recon));  // SR never touches the source branch
+  // SR never touches the source branch: equal up to the rounding of the attention kernel, which
+  // differs between SR's explicit path and the fused one (SDPA on LibTorch 2.x) -- at most one
+  // uint8 level on a pixel.
+  EXPECT_LE((p2p_only.source_recon.to(torch::kInt) - both.source_recon.to(torch::kInt)).abs().max().item<int>(), 1);
   auto none = c;
   none.sr.mask_mode = specref::MaskMode::none;
   auto r_none = specref::edit_with_reference(pipe, joint, in, none, false);

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "diffusion/ddim.h"
 #include "io/safetensors.h"
+#include "models/weights.h"
 #include "pipeline/pipeline.h"
 
 namespace sine {
@@ -182,6 +183,23 @@ TEST(Pipeline, RejectsBadOptionsWithActionableErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no_such_model"), std::string::npos) << e.what();
   }
+}
+
+// A one-shot run frees the text encoder after the prompts and the UNet after sampling, gives the
+// same latents as a normal run, and then refuses to run again instead of computing garbage.
+TEST(Pipeline, ReleaseAfterUseGivesTheSameLatentsThenRefuses) {
+  Fixture fx;
+  GenerateOptions g = fixture_options(fx);
+  Pipeline keep = Pipeline::load(single_file_options());
+  auto kept = keep.generate_latents(g);
+  Pipeline once = Pipeline::load(single_file_options());
+  g.release_after_use = true;
+  auto released = once.generate_latents(g);
+  EXPECT_TRUE(torch::equal(kept, released));
+  for (const auto& p : once.model()->text_encoder->parameters()) EXPECT_EQ(p.numel(), 0);
+  for (const auto& p : once.model()->unet->parameters()) EXPECT_EQ(p.numel(), 0);
+  EXPECT_GT(sine::count_parameters(*once.model()->vae), 0);  // still there for the decode
+  EXPECT_THROW(once.generate_latents(g), Error);
 }
 
 }  // namespace
