@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtypes", nargs="+", default=["fp16", "bf16"])
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px), as sine bench --latent")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     import torch
@@ -35,7 +36,7 @@ def main():
         print(rows[-1]["error"])
         return
     cfg = SD15_UNET if a.config == "sd15" else TINY_UNET
-    latent = cfg["sample_size"]
+    latent = a.latent
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     sync = (lambda: torch.cuda.synchronize()) if a.device.startswith("cuda") else (lambda: None)
     for name in a.dtypes:
@@ -65,7 +66,7 @@ def main():
         mean = (time.perf_counter() - start) / a.repeat
         peak = torch.cuda.max_memory_allocated() / 1e9 if a.device.startswith("cuda") else 0.0
         rows.append({"what": "diffusers CFG step (UNet B2 + DDIM)", "dtype": name, "mean_s": mean,
-                     "it_per_s": 1.0 / mean, "peak_gb": peak, "diffusers": diffusers.__version__})
+                     "it_per_s": 1.0 / mean, "peak_gb": peak, "shape": f"B2 {latent}x{latent}", "diffusers": diffusers.__version__})
         print(json.dumps(rows[-1]))
     json.dump({"torch": torch.__version__, "rows": rows}, open(a.out, "w"), indent=2)
 

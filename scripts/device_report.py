@@ -37,4 +37,4 @@ if res["baseline"]:
         if "error" in r:
             print(f"| baseline | {r['what']} | | | | | {r['error']} |")
         else:
-            print(f"| baseline {r['dtype']} | {r['what']} | B2 64x64 | {r['mean_s']:.4f} | {r['it_per_s']:.2f} | {r['peak_gb']:.2f} | diffusers {r['diffusers']} |")
+            print(f"| baseline {r['dtype']} | {r['what']} | {r.get('shape', '')} | {r['mean_s']:.4f} | {r['it_per_s']:.2f} | {r['peak_gb']:.2f} | diffusers {r['diffusers']} |")

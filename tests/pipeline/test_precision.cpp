@@ -13,10 +13,11 @@ struct OneThread : ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new OneThread);
 
-// bf16 keeps 8 bits of mantissa (relative rounding 2^-9 = 2e-3 per operation); through a network
-// of ~10 layers the measured errors are ~1e-2 (docs/performance.md), bounded here at 5e-2.
-constexpr double kBf16Bound = 5e-2;
-// fp16: 11 bits of mantissa; the same path measures ~1e-3.
+// bf16 keeps 8 bits of mantissa (relative rounding 2^-9 = 2e-3 per operation); through the tiny
+// networks the measured errors are 1.5e-2 (text, UNet), 3e-2 (5-step txt2img) and 6e-2 (VAE decode,
+// LibTorch 1.13; 4.5e-2 on 2.11), relative to max(1, max|ref|): docs/performance.md. Bound: 8e-2.
+constexpr double kBf16Bound = 8e-2;
+// fp16: 11 bits of mantissa; the same path measures 1.5e-3 to 5e-3 (LibTorch 2.11's CPU kernels).
 constexpr double kFp16Bound = 1e-2;
 
 TEST(Precision, Fp32LoadMatchesTheFixtures) {

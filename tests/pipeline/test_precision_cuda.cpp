@@ -28,7 +28,7 @@ TEST(PrecisionCuda, Fp32MatchesTheFixtures) {
 
 TEST(PrecisionCuda, Bf16AndFp16WithinTheStatedBounds) {
   REQUIRE_CUDA();
-  for (auto [dtype, bound] : {std::pair{torch::kBFloat16, 5e-2}, std::pair{torch::kFloat16, 1e-2}}) {
+  for (auto [dtype, bound] : {std::pair{torch::kBFloat16, 8e-2}, std::pair{torch::kFloat16, 1e-2}}) {
     auto e = tiny_component_errors(torch::kCUDA, dtype);
     EXPECT_LE(e.text, bound) << c10::toString(dtype);
     EXPECT_LE(e.unet, bound) << c10::toString(dtype);
