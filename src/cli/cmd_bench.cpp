@@ -90,19 +90,11 @@ class Report {
   // Starts a row's memory window (per row on CUDA; the CPU's peak RSS only grows).
   void begin() const { reset_peak_memory(device_); }
   void add(const std::string& what, const std::string& shape, const Timing& t, const std::string& note = "") {
-    Row r{what, shape, note, t, peak_memory_bytes(device_) / 1e9};
-    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), r.shape.c_str(), t.mean,
-                t.best, 1.0 / t.mean, r.peak_gb, note.c_str());
-    std::fflush(stdout);
-    rows_.push_back(std::move(r));
+    push(Row{what, shape, note, t, peak_memory_bytes(device_) / 1e9});
   }
   // A row measured elsewhere (the methods' timings carry their own peak).
   void add_measured(const std::string& what, double seconds, double peak_gb, const std::string& note) {
-    Row r{what, "", note, Timing{seconds, seconds}, peak_gb};
-    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), "", seconds, seconds,
-                1.0 / seconds, peak_gb, note.c_str());
-    std::fflush(stdout);
-    rows_.push_back(std::move(r));
+    push(Row{what, "", note, Timing{seconds, seconds}, peak_gb});
   }
   nlohmann::json json() const {
     nlohmann::json rows = nlohmann::json::array();
@@ -113,6 +105,12 @@ class Report {
   }
 
  private:
+  void push(Row r) {
+    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), r.shape.c_str(), r.t.mean,
+                r.t.best, 1.0 / r.t.mean, r.peak_gb, r.note.c_str());
+    std::fflush(stdout);
+    rows_.push_back(std::move(r));
+  }
   torch::Device device_;
   std::vector<Row> rows_;
 };
@@ -145,6 +143,12 @@ void run_bench(const BenchFlags& f) {
               count_parameters(*model->text_encoder) / 1e6, f.device.c_str(), dtype_name(dtype).c_str(),
               compat::torch_version().c_str(), compat::has_sdpa ? " (SDPA)" : "");
   std::printf("devices: %s\n", describe_devices().c_str());
+  // The pipeline over the random model, with a tokenizer learned from a few captions (token ids are
+  // all the networks see; the words only have to exist): the whole-image row and the methods use it.
+  static const std::vector<std::string> captions = {
+      "a red circle in the center on a white background", "a blue star in the center on a white background",
+      "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
+  Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype, "random " + f.config);
   Report report(device);
   report.header();
   if (!f.only_methods) {
@@ -195,24 +199,12 @@ void run_bench(const BenchFlags& f) {
     report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
     if (!f.no_image) {
       // What `sine generate` does after loading: two prompts, the CFG steps, the decode (one run).
-      DDIMScheduler image_scheduler(DDIMConfig::stable_diffusion(), f.image_steps);
-      auto timesteps = image_scheduler.timesteps();
+      GenerateOptions g;
+      g.prompt = "a red circle in the center on a white background";
+      g.steps = f.image_steps;
+      g.width = g.height = px;
       report.begin();
-      auto whole = time_it(
-          device, 1,
-          [&] {
-            auto cond = model->text_encoder->encode(ids).last_hidden_state;
-            auto uncond = model->text_encoder->encode(ids).last_hidden_state;
-            auto context = torch::cat({uncond, cond});
-            auto z = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
-            for (int64_t i = 0; i < timesteps.size(0); ++i) {
-              const int64_t ts = timesteps[i].item<int64_t>();
-              auto eps = unet->forward(torch::cat({z, z}), torch::full({2}, ts, longs), context).chunk(2);
-              z = image_scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), ts, z).prev_sample;
-            }
-            model->vae->decode(z);
-          },
-          /*warm_up=*/false);
+      auto whole = time_it(device, 1, [&] { pipe.generate(g); }, /*warm_up=*/false);
       report.add("whole image (" + std::to_string(f.image_steps) + " CFG steps + decode)", square(1, px) + " px",
                  whole);
     }
@@ -262,14 +254,8 @@ void run_bench(const BenchFlags& f) {
     }
   }
   if (f.methods || f.only_methods) {
-    // The methods' units of work on the same random model, with a tokenizer learned from a few
-    // captions (token ids are all the UNet sees; the words only have to exist).
+    // The methods' units of work on the same random model.
     unet->eval();
-    static const std::vector<std::string> captions = {
-        "a red circle in the center on a white background", "a blue star in the center on a white background",
-        "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
-    Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype,
-                  "random " + f.config);
     MethodTimingOptions mo;
     mo.steps = f.repeat;
     mo.lora_rank = f.lora_rank > 0 ? f.lora_rank : 4;

@@ -14,39 +14,12 @@ std::string shape_str(c10::IntArrayRef s) {
   return o.str();
 }
 
-}  // namespace
-
-void load_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
-                         const std::string& prefix, const std::string& source,
-                         const std::vector<std::string>& ignore_unexpected) {
-  torch::NoGradGuard no_grad;
-  std::set<std::string> expected;
-  auto assign = [&](const std::string& name, torch::Tensor& dst) {
-    const std::string key = prefix + name;
-    expected.insert(key);
-    auto it = tensors.find(key);
-    if (it == tensors.end()) throw Error(source + ": missing tensor '" + key + "' (expected shape " + shape_str(dst.sizes()) + ")");
-    const auto& src = it->second;
-    if (src.sizes() != dst.sizes())
-      throw Error(source + ": tensor '" + key + "' has shape " + shape_str(src.sizes()) + " but the model expects " +
-                  shape_str(dst.sizes()));
-    dst.copy_(src.to(dst.device(), dst.scalar_type()));
-  };
-  for (auto& p : module.named_parameters(true)) assign(p.key(), p.value());
-  for (auto& b : module.named_buffers(true)) assign(b.key(), b.value());
-  for (const auto& [key, t] : tensors) {
-    if (key.compare(0, prefix.size(), prefix) != 0 || expected.count(key)) continue;
-    bool ignored = false;
-    for (const auto& ig : ignore_unexpected)
-      if (key == prefix + ig) ignored = true;
-    if (!ignored) throw Error(source + ": unexpected tensor '" + key + "' " + shape_str(t.sizes()) + " (not part of the model)");
-  }
-}
-
-void take_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
-                         const std::string& prefix, const std::string& source,
-                         const std::vector<std::string>& ignore_unexpected) {
-  torch::NoGradGuard no_grad;
+// The module's parameters and buffers as (checkpoint key, tensor) pairs, once every key and shape
+// of `tensors` under `prefix` is checked against them: nothing is copied before all of it holds.
+std::vector<std::pair<std::string, torch::Tensor>> checked_targets(torch::nn::Module& module,
+                                                                   const std::map<std::string, torch::Tensor>& tensors,
+                                                                   const std::string& prefix, const std::string& source,
+                                                                   const std::vector<std::string>& ignore_unexpected) {
   std::vector<std::pair<std::string, torch::Tensor>> targets;
   for (auto& p : module.named_parameters(true)) targets.emplace_back(prefix + p.key(), p.value());
   for (auto& b : module.named_buffers(true)) targets.emplace_back(prefix + b.key(), b.value());
@@ -66,9 +39,26 @@ void take_module_weights(torch::nn::Module& module, std::map<std::string, torch:
       if (key == prefix + ig) ignored = true;
     if (!ignored) throw Error(source + ": unexpected tensor '" + key + "' " + shape_str(t.sizes()) + " (not part of the model)");
   }
-  for (auto& [key, dst] : targets) {
+  return targets;
+}
+
+}  // namespace
+
+void load_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected) {
+  torch::NoGradGuard no_grad;
+  for (auto& [key, dst] : checked_targets(module, tensors, prefix, source, ignore_unexpected))
+    dst.copy_(tensors.at(key));  // converts dtype and device on the way
+}
+
+void take_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
+                         const std::string& prefix, const std::string& source,
+                         const std::vector<std::string>& ignore_unexpected) {
+  torch::NoGradGuard no_grad;
+  for (auto& [key, dst] : checked_targets(module, tensors, prefix, source, ignore_unexpected)) {
     auto it = tensors.find(key);
-    dst.copy_(it->second);  // converts dtype and device on the way, one tensor at a time
+    dst.copy_(it->second);  // one tensor at a time: a memory-mapped source gives its pages back
     tensors.erase(it);
   }
 }

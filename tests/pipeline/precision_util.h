@@ -42,6 +42,14 @@ struct ComponentErrors {
   double text = 0, unet = 0, vae_decode = 0, txt2img = 0;
 };
 
+// Every component within `bound`.
+inline void expect_within(const ComponentErrors& e, double bound, const std::string& what) {
+  EXPECT_LE(e.text, bound) << what << ": text encoder";
+  EXPECT_LE(e.unet, bound) << what << ": UNet";
+  EXPECT_LE(e.vae_decode, bound) << what << ": VAE decode";
+  EXPECT_LE(e.txt2img, bound) << what << ": txt2img";
+}
+
 // Text encoder, UNet (B2), VAE decode and the 5-step guided txt2img of the fixtures, each as the
 // relative error against the fp32 reference outputs.
 inline ComponentErrors tiny_component_errors(torch::Device device, torch::ScalarType dtype) {

@@ -22,18 +22,12 @@ constexpr double kFp16Bound = 1e-2;
 
 TEST(Precision, Fp32LoadMatchesTheFixtures) {
   auto e = tiny_component_errors(torch::kCPU, torch::kFloat32);
-  EXPECT_LE(e.text, 1e-4);
-  EXPECT_LE(e.unet, 1e-4);
-  EXPECT_LE(e.vae_decode, 1e-4);
-  EXPECT_LE(e.txt2img, 1e-4);
+  expect_within(e, 1e-4, "fp32");
 }
 
 TEST(Precision, Bf16OnTheCpuWithinTheStatedBound) {
   auto e = tiny_component_errors(torch::kCPU, torch::kBFloat16);
-  EXPECT_LE(e.text, kBf16Bound);
-  EXPECT_LE(e.unet, kBf16Bound);
-  EXPECT_LE(e.vae_decode, kBf16Bound);
-  EXPECT_LE(e.txt2img, kBf16Bound);
+  expect_within(e, kBf16Bound, "bf16");
 }
 
 TEST(Precision, Bf16ModelIsBuiltAndStoredInBf16) {
@@ -49,10 +43,7 @@ TEST(Precision, Fp16OnTheCpuWhereSupported) {
   } catch (const c10::Error& err) {
     GTEST_SKIP() << "this LibTorch lacks fp16 CPU kernels: " << err.what_without_backtrace();
   }
-  EXPECT_LE(e.text, kFp16Bound);
-  EXPECT_LE(e.unet, kFp16Bound);
-  EXPECT_LE(e.vae_decode, kFp16Bound);
-  EXPECT_LE(e.txt2img, kFp16Bound);
+  expect_within(e, kFp16Bound, "fp16");
 }
 
 }  // namespace

@@ -20,20 +20,14 @@ bool have_cuda() { return torch::cuda::is_available(); }
 TEST(PrecisionCuda, Fp32MatchesTheFixtures) {
   REQUIRE_CUDA();
   auto e = tiny_component_errors(torch::kCUDA, torch::kFloat32);
-  EXPECT_LE(e.text, 1e-4);
-  EXPECT_LE(e.unet, 1e-4);
-  EXPECT_LE(e.vae_decode, 1e-4);
-  EXPECT_LE(e.txt2img, 1e-4);
+  expect_within(e, 1e-4, "CUDA fp32");
 }
 
 TEST(PrecisionCuda, Bf16AndFp16WithinTheStatedBounds) {
   REQUIRE_CUDA();
   for (auto [dtype, bound] : {std::pair{torch::kBFloat16, 8e-2}, std::pair{torch::kFloat16, 1e-2}}) {
     auto e = tiny_component_errors(torch::kCUDA, dtype);
-    EXPECT_LE(e.text, bound) << c10::toString(dtype);
-    EXPECT_LE(e.unet, bound) << c10::toString(dtype);
-    EXPECT_LE(e.vae_decode, bound) << c10::toString(dtype);
-    EXPECT_LE(e.txt2img, bound) << c10::toString(dtype);
+    expect_within(e, bound, c10::toString(dtype));
   }
 }
 
