@@ -5,6 +5,7 @@
 #include "cli/cli_common.h"
 #include "core/error.h"
 #include "diffusion/ddim.h"
+#include "diffusion/sampler.h"
 #include "io/safetensors.h"
 
 namespace sine {
@@ -46,6 +47,9 @@ struct RunFlags {
   std::vector<std::string> renames;
   int64_t steps = 50;
   double eta = 0.0;
+  std::string sampler = "euler";
+  std::string scheduler = "default";
+  double cfg_scale = 7.5;
 };
 
 // Inputs are read by name; --in NAME=KEY reads input NAME from file key KEY (e.g. latent=latent_b2).
@@ -91,8 +95,32 @@ void run_component(const RunFlags& f) {
              {"moments", cpu(torch::cat({p.mean, p.logvar}, 1))}};
     } else if (f.component == "vae-decode") {
       out["decoded"] = cpu(sd->vae->decode(dev(input(st, names, "z"))));
+    } else if (f.component == "sample") {
+      // One whole sampling run from x_T (unit noise) with CFG over cond/uncond, as the trajectory
+      // fixtures were made: trajectory[0] = x_T · init_noise_sigma, then one latent per evaluation.
+      SamplerConfig sc;
+      sc.method = f.sampler;
+      sc.schedule = parse_sigma_schedule(f.scheduler);
+      sc.steps = f.steps;
+      sc.eta = f.eta;
+      auto sampler = make_sampler(sc);
+      Pipeline pipe(sd, nullptr, lo.device, lo.dtype, lo.model);
+      std::vector<torch::Tensor> trajectory;
+      SampleLoopOptions loop;
+      loop.unet = sd->unet;
+      loop.trajectory = &trajectory;
+      if (sampler->needs_noise()) {
+        if (!st.contains(names.count("noises") ? names["noises"] : "noises"))
+          throw Error(f.input + ": sampler " + sc.method + " draws noise each step; give it as 'noises' [evals, ...]");
+        loop.noises = input(st, names, "noises").to(lo.device, torch::kFloat32);
+      }
+      auto x = input(st, names, "x_T").to(lo.device, torch::kFloat32) * sampler->init_noise_sigma();
+      auto eps = pipe.guided_eps(input(st, names, "uncond"), input(st, names, "cond"), f.cfg_scale);
+      out["latents"] = cpu(sample(*sampler, x, eps, loop));
+      out["trajectory"] = cpu(torch::stack(trajectory));
     } else {
-      throw Error("run: unknown component '" + f.component + "' (text-encoder, unet, vae-encode, vae-decode, ddim-step)");
+      throw Error("run: unknown component '" + f.component +
+                  "' (text-encoder, unet, vae-encode, vae-decode, ddim-step, sample)");
     }
   }
   save_safetensors(f.output, out, {{"component", f.component}, {"input", f.input}});
@@ -116,13 +144,17 @@ void register_inspect(CLI::App& app) {
   add_model_flags(run, rf->model);
   run->add_option("component", rf->component,
                   "text-encoder (input_ids), unet (latent, timestep, context), vae-encode (image), vae-decode (z), "
-                  "ddim-step (model_output, sample, timestep)")
+                  "ddim-step (model_output, sample, timestep), sample (x_T, cond, uncond[, noises])")
       ->required();
   run->add_option("--input", rf->input, "input .safetensors")->required();
   run->add_option("-o,--output", rf->output, "output .safetensors")->required();
   run->add_option("--in", rf->renames, "NAME=KEY: read input NAME from key KEY of the input file");
-  run->add_option("--steps", rf->steps, "ddim-step: number of inference steps")->capture_default_str();
-  run->add_option("--eta", rf->eta, "ddim-step: eta")->capture_default_str();
+  run->add_option("--steps", rf->steps, "ddim-step, sample: number of inference steps")->capture_default_str();
+  run->add_option("--eta", rf->eta, "ddim-step, sample with ddim: eta")->capture_default_str();
+  run->add_option("--sampler,--sampling-method", rf->sampler, "sample: ddim, euler, euler_a, heun, dpmpp_2m")
+      ->capture_default_str();
+  run->add_option("--scheduler", rf->scheduler, "sample: sigma schedule, default or karras")->capture_default_str();
+  run->add_option("--cfg-scale", rf->cfg_scale, "sample: classifier-free guidance scale")->capture_default_str();
   on_run(run, [rf] { run_component(*rf); });
 }
 

@@ -1,13 +1,14 @@
 #include "methods/sine_guidance.h"
 
 #include "core/error.h"
-#include "diffusion/ddim.h"
+#include "diffusion/guidance.h"
+#include "diffusion/sampler.h"
 
 namespace sine {
 
 torch::Tensor model_based_guidance(const torch::Tensor& eps_uncond, const torch::Tensor& eps_edit,
                                    const std::vector<std::pair<torch::Tensor, double>>& eps_finetuned, double scale) {
-  if (eps_finetuned.empty()) return eps_uncond + scale * (eps_edit - eps_uncond);
+  if (eps_finetuned.empty()) return classifier_free_guidance(eps_uncond, eps_edit, scale);
   double beta_sum = 0;
   torch::Tensor mixed;
   for (const auto& [eps, beta] : eps_finetuned) {
@@ -15,7 +16,8 @@ torch::Tensor model_based_guidance(const torch::Tensor& eps_uncond, const torch:
     mixed = mixed.defined() ? mixed + beta * eps : beta * eps;
   }
   mixed = mixed + (1.0 - beta_sum) * eps_edit;
-  return eps_uncond + scale * (mixed - eps_uncond);
+  // The mixture takes the place of ε_c in classifier-free guidance.
+  return classifier_free_guidance(eps_uncond, mixed, scale);
 }
 
 torch::Tensor guided_eps(const GuidanceSources& sources, const torch::Tensor& x, int64_t t, double scale) {
@@ -33,20 +35,17 @@ torch::Tensor sine_sample(const GuidanceSources& sources, const torch::Tensor& x
   if (!sources.uncond || !sources.edit) throw Error("sine edit: the pre-trained model's ε sources are missing");
   torch::NoGradGuard no_grad;
   // DDIMConfig::stable_diffusion is LDM's DDIMSampler schedule: arange(0, T, T/S) + 1, ᾱ_prev[0] = ᾱ_0.
-  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), config.steps);
-  auto timesteps = scheduler.timesteps();
-  torch::Tensor x = x_T;
-  const int64_t n = timesteps.size(0);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t t = timesteps[i].item<int64_t>();
-    torch::Tensor eps = guided_eps(sources, x, t, config.scale);
-    x = scheduler.step(eps, t, x, 0.0).prev_sample;
-    if (on_step) on_step(i + 1, n);
-  }
-  return x;
+  SamplerConfig ddim;
+  ddim.steps = config.steps;
+  auto sampler = make_sampler(ddim);
+  SampleLoopOptions loop;
+  loop.on_step = on_step;
+  return sample(*sampler, x_T, [&](const torch::Tensor& x, double t, int64_t) {
+    return guided_eps(sources, x, static_cast<int64_t>(t), config.scale);
+  }, loop);
 }
 
-EpsFunction pipeline_eps(Pipeline& pipeline, torch::Tensor context, torch::Tensor grid) {
+ModelEps pipeline_eps(Pipeline& pipeline, torch::Tensor context, torch::Tensor grid) {
   Pipeline* p = &pipeline;
   return [p, context = context.to(pipeline.device(), pipeline.dtype()),
           grid = grid.defined() ? grid.to(pipeline.device(), pipeline.dtype()) : grid](const torch::Tensor& x,

@@ -19,18 +19,18 @@
 // model), the others 2. DDIM η = 0 over the LDM timesteps (1, 11, …, 991 for 100 steps).
 namespace sine {
 
-// ε at latent x and DDPM timestep t.
-using EpsFunction = std::function<torch::Tensor(const torch::Tensor& x, int64_t t)>;
+// One model branch: ε at latent x and DDPM timestep t (the sampler-level EpsFunction mixes them).
+using ModelEps = std::function<torch::Tensor(const torch::Tensor& x, int64_t t)>;
 
 struct FinetunedBranch {
-  EpsFunction eps;  // the fine-tuned model with its training prompt (and its own grid)
+  ModelEps eps;  // the fine-tuned model with its training prompt (and its own grid)
   double beta = 0.3;
   int64_t K = 400;  // guided while t ≥ K
 };
 
 struct GuidanceSources {
-  EpsFunction uncond;  // pre-trained model, ""
-  EpsFunction edit;    // pre-trained model, the edit prompt
+  ModelEps uncond;  // pre-trained model, ""
+  ModelEps edit;    // pre-trained model, the edit prompt
   std::vector<FinetunedBranch> finetuned;
 };
 
@@ -53,6 +53,6 @@ torch::Tensor sine_sample(const GuidanceSources& sources, const torch::Tensor& x
 
 // ε of `pipeline`'s UNet for a fixed prompt embedding, with `grid` ([1, C, h, w], optional)
 // added after conv_in: the branch of a fine-tuned patch model at latent size h × w.
-EpsFunction pipeline_eps(Pipeline& pipeline, torch::Tensor context, torch::Tensor grid = {});
+ModelEps pipeline_eps(Pipeline& pipeline, torch::Tensor context, torch::Tensor grid = {});
 
 }  // namespace sine

@@ -72,6 +72,30 @@ std::string resolve_model_path(const LoadOptions& options) {
   return path;
 }
 
+// The inpainting mask at latent resolution, [1,1,h,w] in [0,1]: fitted to the output like the init
+// image, feathered by a Gaussian of σ = blur px (A1111's mask_blur), then area-averaged per latent pixel.
+torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_image, int64_t height, int64_t width,
+                          int64_t blur, int64_t factor) {
+  if (mask.dim() != 2 || mask.size(0) != init_image.size(0) || mask.size(1) != init_image.size(1))
+    throw Error("mask: shape " + c10::str(mask.sizes()) + " does not match the init image (" +
+                std::to_string(init_image.size(1)) + "x" + std::to_string(init_image.size(0)) + ")");
+  if (blur < 0) throw Error("mask_blur: must be >= 0 (got " + std::to_string(blur) + ")");
+  auto m8 = (mask.to(torch::kFloat32).clamp(0, 1) * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3});
+  auto m = fit_image(m8.contiguous(), height, width, FitPolicy::CenterCrop)
+               .select(2, 0).to(torch::kFloat32).div(255).view({1, 1, height, width});
+  if (blur > 0) {
+    const int64_t radius = 3 * blur;
+    auto x = torch::arange(-radius, radius + 1, torch::kFloat32);
+    auto g = torch::exp(-(x * x) / (2.0 * static_cast<double>(blur * blur)));
+    g = g / g.sum();
+    namespace F = torch::nn::functional;
+    m = F::pad(m, F::PadFuncOptions({radius, radius, radius, radius}).mode(torch::kReplicate));
+    m = F::conv2d(m, g.view({1, 1, 1, -1}));
+    m = F::conv2d(m, g.view({1, 1, -1, 1}));
+  }
+  return torch::avg_pool2d(m, factor);
+}
+
 }  // namespace
 
 StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
@@ -134,18 +158,45 @@ torch::Tensor Pipeline::decode_latents(const torch::Tensor& scaled_latents) {
 }
 
 torch::Tensor Pipeline::predict_eps(const torch::Tensor& latents, const torch::Tensor& t, const torch::Tensor& context) {
-  auto ts = t.to(device_, torch::kLong);
+  auto ts = t.is_floating_point() ? t.to(device_) : t.to(device_, torch::kLong);
   if (ts.dim() == 0) ts = ts.expand({latents.size(0)});
   return model_->unet->forward(latents.to(device_, dtype_), ts, context.to(device_, dtype_)).to(torch::kFloat32);
 }
 
-torch::Tensor Pipeline::predict_eps_cfg(const torch::Tensor& latents, int64_t t, const torch::Tensor& uncond,
+torch::Tensor Pipeline::predict_eps_cfg(const torch::Tensor& latents, double t, const torch::Tensor& uncond,
                                         const torch::Tensor& cond, double scale) {
   const int64_t b = latents.size(0);
   auto context = torch::cat({uncond.expand({b, -1, -1}), cond.expand({b, -1, -1})});
-  auto eps = predict_eps(torch::cat({latents, latents}), torch::tensor(t), context);
+  auto eps = predict_eps(torch::cat({latents, latents}), timestep_tensor(t, 2 * b, device_), context);
   auto parts = eps.chunk(2);
   return classifier_free_guidance(parts[0], parts[1], scale);
+}
+
+EpsFunction Pipeline::guided_eps(const torch::Tensor& uncond, const torch::Tensor& cond, double scale,
+                                 std::optional<UNetGraph>* graph) {
+  // cond+uncond in one UNet batch (uncond first, as diffusers); the context is built once and the
+  // timesteps live on the host, so the loop has no device sync.
+  const bool guided = scale != 1.0;
+  const auto context = (guided ? torch::cat({uncond, cond}) : cond).to(device_, dtype_);
+  auto unet = model_->unet;
+  const torch::Device device = device_;
+  const torch::ScalarType dtype = dtype_;
+  return [=](const torch::Tensor& x, double t, int64_t) mutable {
+    auto xs = (guided ? torch::cat({x, x}) : x).to(device, dtype);
+    auto ts = timestep_tensor(t, xs.size(0), device);
+    torch::Tensor eps;
+    if (graph && UNetGraph::supported(unet, device)) {
+      if (!*graph) graph->emplace(unet, xs, ts, context);
+    }
+    if (graph && *graph && (*graph)->matches(xs, ts, context)) {
+      eps = (*graph)->forward(xs, ts, context).to(torch::kFloat32);
+    } else {
+      eps = unet->forward(xs, ts, context).to(torch::kFloat32);
+    }
+    if (!guided) return eps;
+    auto parts = eps.chunk(2);
+    return classifier_free_guidance(parts[0], parts[1], scale);
+  };
 }
 
 torch::Generator Pipeline::make_generator(uint64_t seed) const {
@@ -176,9 +227,17 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     release_weights(*model_->text_encoder);
   }
 
-  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), o.steps);
-  auto timesteps = scheduler.timesteps();
-  int64_t start = 0;
+  SamplerConfig sampling;
+  sampling.method = o.sampler;
+  sampling.schedule = o.schedule;
+  sampling.steps = o.steps;
+  sampling.eta = o.eta;
+  auto sampler = make_sampler(sampling);
+  SampleLoopOptions loop;
+  loop.unet = model_->unet;
+  loop.generator = generator;
+  loop.on_step = on_step;
+  loop.on_latents = o.on_latents;
   torch::Tensor latents;
   const std::vector<int64_t> shape{1, config().unet.in_channels, height / f, width / f};
   if (o.init_image.defined()) {
@@ -186,42 +245,32 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
       throw Error("--strength must be in (0, 1] (got " + std::to_string(o.strength) + ")");
     auto image = fit_image(o.init_image, height, width, FitPolicy::CenterCrop);
     auto init = encode_image(image, generator);
-    // diffusers' img2img: skip the first (1 − strength) of the schedule and noise to that level.
+    // diffusers' img2img: skip the first (1 − strength) of the schedule and noise to that level
+    // (Heun evaluates twice per step).
     const int64_t kept = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
-    start = o.steps - kept;
     if (kept == 0) return init;
+    loop.first = sampler->evaluation_of_step(o.steps - kept);
     auto noise = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
-    latents = add_noise(init, noise, timesteps[start].view({1}).to(device_));
+    latents = sampler->add_noise(init, noise, loop.first);
+    if (o.mask.defined()) {
+      // Inpainting: after each step the kept region is the init latent at the next step's noise
+      // level (clean after the last), so only the masked region is generated.
+      auto repaint = latent_mask(o.mask, o.init_image, height, width, o.mask_blur, f).to(device_);
+      const int64_t n = sampler->num_evaluations();
+      Sampler* s = sampler.get();
+      loop.after_step = [=](int64_t i, torch::Tensor x) {
+        auto known = i + 1 < n ? s->add_noise(init, noise, i + 1) : init;
+        return known + repaint * (x - known);
+      };
+    }
   } else {
     latents = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
     if (latents.sizes() != c10::IntArrayRef(shape))
       throw Error("init latents have the wrong shape for " + std::to_string(width) + "x" + std::to_string(height));
+    latents = latents * sampler->init_noise_sigma();
   }
-  const int64_t total = timesteps.size(0) - start;
-  // cond+uncond in one UNet batch; the context is built once, the timesteps live on the host.
-  const bool guided = o.cfg_scale != 1.0;
-  const auto context = (guided ? torch::cat({uncond, cond}) : cond).to(device_, dtype_);
   std::optional<UNetGraph> graph;
-  auto unet_eps = [&](const torch::Tensor& x, int64_t t) {
-    auto xs = (guided ? torch::cat({x, x}) : x).to(device_, dtype_);
-    auto ts = torch::full({xs.size(0)}, t, torch::kLong).to(device_);
-    if (o.cuda_graph && UNetGraph::supported(model_->unet, device_)) {
-      if (!graph) graph.emplace(model_->unet, xs, ts, context);
-      return graph->forward(xs, ts, context).to(torch::kFloat32);
-    }
-    return model_->unet->forward(xs, ts, context).to(torch::kFloat32);
-  };
-  for (int64_t i = start; i < timesteps.size(0); ++i) {
-    const int64_t t = timesteps[i].item<int64_t>();
-    model_->unet->set_step(static_cast<int>(i));
-    torch::Tensor eps = unet_eps(latents, t);
-    if (guided) {
-      auto parts = eps.chunk(2);
-      eps = classifier_free_guidance(parts[0], parts[1], o.cfg_scale);
-    }
-    latents = scheduler.step(eps, t, latents, o.eta, generator).prev_sample;
-    if (on_step) on_step(i - start + 1, total);
-  }
+  latents = sample(*sampler, latents, guided_eps(uncond, cond, o.cfg_scale, o.cuda_graph ? &graph : nullptr), loop);
   if (o.release_after_use) {
     graph.reset();
     release_weights(*model_->unet);

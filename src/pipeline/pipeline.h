@@ -6,8 +6,10 @@
 #include <optional>
 #include <string>
 
+#include "diffusion/sampler.h"
 #include "io/checkpoint.h"
 #include "models/stable_diffusion.h"
+#include "models/unet_graph.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace sine {
@@ -20,21 +22,30 @@ struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;
 };
 
-// Called once per finished sampling step (1-based) with the total.
-using StepCallback = std::function<void(int64_t step, int64_t total)>;
-
 struct GenerateOptions {
   std::string prompt;
   std::string negative_prompt;
   int64_t width = 0, height = 0;  // 0 = the model's native size
   int64_t steps = 50;
   double cfg_scale = 7.5;
-  double eta = 0.0;
+  // The sampling method (diffusion/sampler.h): ddim, euler, euler_a, heun, dpmpp_2m, and the sigma
+  // schedule the k-diffusion methods step through (default or Karras).
+  std::string sampler = "ddim";
+  SigmaSchedule schedule = SigmaSchedule::standard;
+  double eta = 0.0;               // DDIM only
   uint64_t seed = 42;
   int64_t clip_skip = 1;
   torch::Tensor init_image;       // uint8 [H,W,3]: img2img when defined
   double strength = 0.75;         // img2img: fraction of the schedule that is re-noised
   torch::Tensor init_latents;     // optional starting noise [1,4,h,w] (scaled latent space)
+  // Inpainting with init_image: float [H,W] in [0,1] at the init image's size, 1 = repaint. After
+  // every step the kept region is the init latent re-noised to that step's level, blended in latent
+  // space (A1111's masked img2img with a normal model); mask_blur feathers the mask (Gaussian, px).
+  torch::Tensor mask;
+  int64_t mask_blur = 0;
+  // Called after every step with the current (scaled) latents, e.g. for a preview; may throw to
+  // cancel the run (the exception propagates out of generate).
+  std::function<void(int64_t step, int64_t total, const torch::Tensor& latents)> on_latents;
   bool cuda_graph = false;        // CUDA: replay the UNet call as a CUDA graph (models/unet_graph.h)
   // A one-shot run (the CLI's last image): each network's weights are freed as soon as this run no
   // longer needs them (text encoder after the prompts, UNet before the decode), like
@@ -67,8 +78,13 @@ class Pipeline {
   // UNet ε for scaled latents at timestep t (latents and context cast to the model dtype).
   torch::Tensor predict_eps(const torch::Tensor& latents, const torch::Tensor& t, const torch::Tensor& context);
   // ε_u + s(ε_c − ε_u) with both evaluated as one batch of 2 (uncond first, like diffusers).
-  torch::Tensor predict_eps_cfg(const torch::Tensor& latents, int64_t t, const torch::Tensor& uncond,
+  torch::Tensor predict_eps_cfg(const torch::Tensor& latents, double t, const torch::Tensor& uncond,
                                 const torch::Tensor& cond, double scale);
+  // The ε function of plain classifier-free guidance for the sampling loop: ε_u + s(ε_c − ε_u), one
+  // UNet batch of 2 (just ε_c when s = 1). With `graph`, the UNet call is replayed as a CUDA graph
+  // (models/unet_graph.h) held in *graph, where the device supports it.
+  EpsFunction guided_eps(const torch::Tensor& uncond, const torch::Tensor& cond, double scale,
+                         std::optional<UNetGraph>* graph = nullptr);
 
   // txt2img, or img2img when options.init_image is defined. Returns the final scaled latents.
   torch::Tensor generate_latents(const GenerateOptions& options, const StepCallback& on_step = {});

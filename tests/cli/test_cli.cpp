@@ -90,6 +90,26 @@ TEST(Cli, RunDdimStep) {
   }
 }
 
+// `sine run sample` reproduces each diffusers trajectory from the fixture's own tensors by name.
+TEST(Cli, RunSampleMatchesDiffusersTrajectories) {
+  const std::string fixture = kTiny + "/samplers.safetensors";
+  auto ref = SafeTensors::open(fixture);
+  struct Case { std::string name, flags; };
+  for (const auto& c : {Case{"euler_a", "--sampler euler_a --steps 10"},
+                        Case{"dpmpp_2m_karras", "--sampling-method dpm++2m --scheduler karras --steps 12"},
+                        Case{"heun", "--sampler heun --steps 6"}}) {
+    const std::string out = scratch().path("sample_" + c.name + ".safetensors");
+    std::string ins;
+    for (const std::string k : {"x_T", "cond", "uncond", "noises"}) ins += " --in " + k + "=" + c.name + "." + k;
+    auto r = scratch().sine("run sample " + tiny_diffusers_flags() + " --input " + quote(fixture) + " -o " +
+                            quote(out) + " --cfg-scale 7.5 " + c.flags + ins);
+    ASSERT_EQ(r.code, 0) << c.name << ": " << r.err;
+    auto got = SafeTensors::open(out);
+    expect_close(got.get("latents"), ref.get(c.name + ".latents"), c.name + " latents");
+    expect_close(got.get("trajectory"), ref.get(c.name + ".trajectory"), c.name + " trajectory");
+  }
+}
+
 TEST(Cli, TokenizeMatchesReferenceIds) {
   auto r = scratch().sine("tokenize -p " + quote("a photograph of an astronaut riding a horse") + " --tokenizer " +
                           quote(kVocab));

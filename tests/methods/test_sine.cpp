@@ -112,7 +112,7 @@ struct Counted {
   float value;
   int calls = 0;
   std::vector<int64_t> seen;
-  EpsFunction fn() {
+  ModelEps fn() {
     return [this](const torch::Tensor& x, int64_t t) {
       ++calls;
       seen.push_back(t);

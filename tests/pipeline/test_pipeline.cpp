@@ -149,6 +149,62 @@ TEST(Pipeline, Img2ImgRunsFewerStepsAndKeepsTheShape) {
   EXPECT_EQ(image.scalar_type(), torch::kUInt8);
 }
 
+// Masked img2img: outside the mask the result is exactly the encoded init latent (re-noised to each
+// step's level, clean after the last), inside it is generated; with every sampler.
+TEST(Pipeline, InpaintingChangesOnlyTheMaskedRegion) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  for (const std::string method : {"ddim", "euler_a", "dpmpp_2m"}) {
+    GenerateOptions g;
+    g.prompt = kPrompt;
+    g.sampler = method;
+    g.steps = 4;
+    g.width = g.height = 64;
+    g.strength = 0.75;
+    g.seed = 3;
+    g.init_image = torch::randint(0, 256, {64, 64, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+    g.mask = torch::zeros({64, 64});
+    g.mask.narrow(1, 0, 32).fill_(1.0);  // repaint the left half
+    int64_t previews = 0;
+    g.on_latents = [&](int64_t, int64_t, const torch::Tensor& x) {
+      ++previews;
+      EXPECT_EQ(x.sizes(), c10::IntArrayRef({1, 4, 8, 8}));
+    };
+    auto latents = pipe.generate_latents(g);
+    auto generator = pipe.make_generator(g.seed);
+    auto init = pipe.encode_image(g.init_image, generator);
+    EXPECT_EQ(previews, 3) << method;
+    EXPECT_TRUE(torch::allclose(latents.narrow(3, 4, 4), init.narrow(3, 4, 4), 0, 1e-6)) << method;
+    EXPECT_GT((latents.narrow(3, 0, 4) - init.narrow(3, 0, 4)).abs().max().item<double>(), 0.05) << method;
+  }
+  GenerateOptions bad;
+  bad.prompt = kPrompt;
+  bad.init_image = torch::zeros({64, 64, 3}, torch::kUInt8);
+  bad.mask = torch::zeros({32, 32});
+  EXPECT_THROW(pipe.generate_latents(bad), Error);
+}
+
+// The k-diffusion samplers through generate: finite, seed-determined, and each differs from DDIM.
+TEST(Pipeline, EverySamplerGenerates) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 4;
+  g.width = g.height = 64;
+  auto ddim = pipe.generate_latents(g);
+  for (const std::string method : {"euler", "euler_a", "heun", "dpmpp_2m"}) {
+    for (auto schedule : {SigmaSchedule::standard, SigmaSchedule::karras}) {
+      g.sampler = method;
+      g.schedule = schedule;
+      auto a = pipe.generate_latents(g);
+      EXPECT_TRUE(torch::isfinite(a).all().item<bool>()) << method;
+      EXPECT_TRUE(torch::equal(a, pipe.generate_latents(g))) << method;
+      EXPECT_GT((a - ddim).abs().max().item<double>(), 1e-3) << method;
+    }
+  }
+  g.sampler = "plms";
+  EXPECT_THROW(pipe.generate_latents(g), Error);
+}
+
 TEST(Pipeline, SameSeedSameImageOtherSeedOtherImage) {
   Pipeline pipe = Pipeline::load(diffusers_options());
   GenerateOptions g;

@@ -44,9 +44,11 @@ TEST(PrecisionCuda, SdpaEqualsExplicitAttention) {
   auto x = io.at("latent_b2").cuda(), t = io.at("timestep_b2").cuda(), c = io.at("context_b2").cuda();
   auto fused = unet->forward(x, t, c);
   ProbsPath hook;
-  unet->set_attention_hook(&hook);
-  auto explicit_path = unet->forward(x, t, c);
-  unet->set_attention_hook(nullptr);
+  torch::Tensor explicit_path;
+  {
+    ScopedAttentionHook guard(unet, &hook);
+    explicit_path = unet->forward(x, t, c);
+  }
   EXPECT_LE(relative_error(fused, explicit_path, "fused vs explicit"), 1e-5);
 }
 
