@@ -166,10 +166,9 @@ void run_bench(const BenchFlags& f) {
                compat::has_sdpa ? "SDPA" : "chunked softmax");
     if (!f.no_baseline) {
       ProbsPathHook hook;
-      unet->set_attention_hook(&hook);
+      ScopedAttentionHook guard(unet, &hook);  // for this row only
       report.begin();
       auto probs = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
-      unet->set_attention_hook(nullptr);
       char note[64];
       std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
       report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);

@@ -1,5 +1,7 @@
 #include "core/device.h"
 
+#include <fstream>
+
 #include <sys/resource.h>
 
 #include <sstream>
@@ -8,6 +10,7 @@
 #ifdef SINE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #include <torch/cuda.h>
 #endif
@@ -51,6 +54,39 @@ double peak_memory_bytes(const torch::Device& device) {
 
 std::string peak_memory_kind(const torch::Device& device) {
   return device.is_cuda() ? "CUDA allocator peak" : "process peak RSS";
+}
+
+double available_memory_bytes(const torch::Device& device) {
+#ifdef SINE_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(index_of(device));
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device));
+    const double cached = static_cast<double>(stats.reserved_bytes[0].current - stats.allocated_bytes[0].current);
+    return static_cast<double>(free) + cached;
+  }
+#endif
+  if (!device.is_cpu()) return 0;
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:") available = kb * 1024.0;
+  // A container's memory limit (cgroup v2, then v1) bounds what the kernel will give us.
+  for (const auto& [limit_path, usage_path] :
+       {std::pair<const char*, const char*>{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    std::ifstream limit_file(limit_path), usage_file(usage_path);
+    double limit = 0, usage = 0;
+    if (limit_file >> limit && usage_file >> usage && limit > usage && limit < 1e18) {
+      available = available > 0 ? std::min(available, limit - usage) : limit - usage;
+      break;
+    }
+  }
+  return available;
 }
 
 std::string describe_devices() {

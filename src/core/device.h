@@ -17,6 +17,11 @@ void reset_peak_memory(const torch::Device& device);
 double peak_memory_bytes(const torch::Device& device);
 std::string peak_memory_kind(const torch::Device& device);  // "CUDA allocator peak" / "process peak RSS"
 
+// Bytes a new allocation can still get on `device`: MemAvailable from /proc/meminfo on the CPU
+// (cgroup limits included where one is set), cudaMemGetInfo's free memory plus what the caching
+// allocator holds unused on CUDA. 0 when unknown.
+double available_memory_bytes(const torch::Device& device);
+
 // "cpu" plus one "cuda:N NAME (X GiB)" per visible GPU, for --version and the bench header.
 std::string describe_devices();
 

@@ -369,6 +369,12 @@ torch::Tensor sample(Sampler& sampler, torch::Tensor x, const EpsFunction& eps, 
                 " evaluations");
   sampler.reset();
   UNetModel unet = o.unet;
+  auto require_finite = [&](const torch::Tensor& v, int64_t i) {
+    if (!torch::isfinite(v).all().item<bool>())
+      throw Error("sampling (" + sampler.name() + "): the latent became NaN/Inf at evaluation " + std::to_string(i + 1) +
+                  " of " + std::to_string(n) + " (t = " + std::to_string(sampler.timestep(i)) +
+                  "); try float32, a lower CFG scale or another sampler");
+  };
   if (o.trajectory) o.trajectory->push_back(x);
   for (int64_t i = o.first; i < n; ++i) {
     if (o.before_step) o.before_step(i, x);
@@ -387,10 +393,12 @@ torch::Tensor sample(Sampler& sampler, torch::Tensor x, const EpsFunction& eps, 
     }
     x = sampler.step(e, i, x, noise);
     if (o.after_step) x = o.after_step(i, std::move(x));
+    if (o.check_finite && x.device().is_cpu()) require_finite(x, i);
     if (o.trajectory) o.trajectory->push_back(x);
     if (o.on_step) o.on_step(i - o.first + 1, n - o.first);
     if (o.on_latents) o.on_latents(i - o.first + 1, n - o.first, x);
   }
+  if (o.check_finite && !x.device().is_cpu() && n > o.first) require_finite(x, n - 1);
   return x;
 }
 

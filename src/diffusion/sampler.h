@@ -90,6 +90,10 @@ struct SampleLoopOptions {
   StepCallback on_step;
   // After on_step, with the latent the loop continues from (previews; may throw to cancel).
   std::function<void(int64_t step, int64_t total, const torch::Tensor& x)> on_latents;
+  // A latent that turns NaN/Inf stops the run with sine::Error (never a black image written as if it
+  // succeeded): checked after every evaluation on the CPU, once at the end on a GPU (no host sync
+  // inside the loop).
+  bool check_finite = true;
   // Every latent: x at `first`, then after each evaluation.
   std::vector<torch::Tensor>* trajectory = nullptr;
 };

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "diffusion/guidance.h"
+#include "diffusion/sampler.h"
 
 namespace sine {
 
@@ -11,28 +13,23 @@ std::vector<torch::Tensor> ddim_invert(Pipeline& pipe, const torch::Tensor& z0, 
                                        const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   if (options.steps < 1) throw Error("--steps must be at least 1");
-  DDIMScheduler scheduler(options.ddim, options.steps);
-  auto timesteps = scheduler.timesteps();
-  const int64_t n = options.steps, b = z0.size(0);
-  auto& unet = pipe.model()->unet;
-  std::vector<torch::Tensor> latents{z0.to(pipe.device(), torch::kFloat32)};
-  auto z = latents.back();
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t t = timesteps[n - 1 - i].item<int64_t>();
-    unet->set_step(static_cast<int>(i));
-    torch::Tensor eps;
-    if (options.guidance == 1.0) {
-      eps = pipe.predict_eps(z, torch::tensor(t), context);
-    } else {
-      if (!uncond.defined()) throw Error("inversion with guidance needs an unconditional embedding");
-      auto ctx = torch::cat({uncond.expand({b, -1, -1}), context.expand({b, -1, -1})});
-      auto parts = pipe.predict_eps(torch::cat({z, z}), torch::tensor(t), ctx).chunk(2);
-      eps = parts[0] + options.guidance * (parts[1] - parts[0]);
-    }
-    z = scheduler.invert_step(eps, t, z);
-    latents.push_back(z);
-    if (on_step) on_step(i + 1, n);
-  }
+  const bool guided = options.guidance != 1.0;
+  if (guided && !uncond.defined()) throw Error("inversion with guidance needs an unconditional embedding");
+  const int64_t b = z0.size(0);
+  const auto guided_context = guided ? torch::cat({uncond.expand({b, -1, -1}), context.expand({b, -1, -1})})
+                                     : torch::Tensor();
+  auto eps = [&](const torch::Tensor& z, double t, int64_t) {
+    if (!guided) return pipe.predict_eps(z, timestep_tensor(t, b, pipe.device()), context);
+    auto parts = pipe.predict_eps(torch::cat({z, z}), timestep_tensor(t, 2 * b, pipe.device()), guided_context).chunk(2);
+    return classifier_free_guidance(parts[0], parts[1], options.guidance);
+  };
+  auto inversion = make_ddim_inversion(options.ddim, options.steps);
+  std::vector<torch::Tensor> latents;  // z_0, then z after each step
+  SampleLoopOptions loop;
+  loop.unet = pipe.model()->unet;  // step i = 0 is the least noisy
+  loop.on_step = on_step;
+  loop.trajectory = &latents;
+  sample(*inversion, z0.to(pipe.device(), torch::kFloat32), eps, loop);
   return latents;
 }
 
@@ -40,22 +37,20 @@ torch::Tensor ddim_sample(Pipeline& pipe, const torch::Tensor& z_T, const torch:
                           const torch::Tensor& uncond, double guidance, const InversionOptions& options,
                           const std::vector<torch::Tensor>& uncond_per_step) {
   torch::NoGradGuard no_grad;
-  DDIMScheduler scheduler(options.ddim, options.steps);
-  auto timesteps = scheduler.timesteps();
-  auto z = z_T.to(pipe.device(), torch::kFloat32);
-  for (int64_t i = 0; i < options.steps; ++i) {
-    const int64_t t = timesteps[i].item<int64_t>();
-    pipe.model()->unet->set_step(static_cast<int>(i));
-    torch::Tensor eps;
-    if (guidance == 1.0 && uncond_per_step.empty()) {
-      eps = pipe.predict_eps(z, torch::tensor(t), cond);
-    } else {
-      auto u = uncond_per_step.empty() ? uncond : uncond_per_step[i];
-      eps = pipe.predict_eps_cfg(z, t, u, cond, guidance);
-    }
-    z = scheduler.step(eps, t, z).prev_sample;
-  }
-  return z;
+  const bool guided = guidance != 1.0 || !uncond_per_step.empty();
+  auto eps = [&](const torch::Tensor& z, double t, int64_t i) {
+    if (!guided) return pipe.predict_eps(z, timestep_tensor(t, z.size(0), pipe.device()), cond);
+    // Null-text: the optimised φ_i replaces the unconditional embedding at step i.
+    const auto& u = uncond_per_step.empty() ? uncond : uncond_per_step[i];
+    return pipe.predict_eps_cfg(z, t, u, cond, guidance);
+  };
+  SamplerConfig ddim;
+  ddim.steps = options.steps;
+  ddim.ddim = options.ddim;
+  auto sampler = make_sampler(ddim);
+  SampleLoopOptions loop;
+  loop.unet = pipe.model()->unet;
+  return sample(*sampler, z_T.to(pipe.device(), torch::kFloat32), eps, loop);
 }
 
 double psnr(const torch::Tensor& a, const torch::Tensor& b) {

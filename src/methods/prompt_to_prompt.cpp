@@ -1,6 +1,8 @@
 #include "methods/prompt_to_prompt.h"
 
 #include "core/error.h"
+#include "diffusion/guidance.h"
+#include "diffusion/sampler.h"
 #include "methods/local_blend.h"
 #include "methods/word_alignment.h"
 
@@ -134,8 +136,6 @@ torch::Tensor edit_latents(Pipeline& pipe, const std::string& source, const std:
                            const torch::Tensor& z_T, AttentionHook* hook, AttentionStore* store, LocalBlend* blend,
                            const ReconstructionPath& path, const EditOptions& options, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
-  DDIMScheduler scheduler(options.ddim, options.steps);
-  auto timesteps = scheduler.timesteps();
   const int64_t n = options.steps;
   if (!path.inversion_latents.empty() && static_cast<int64_t>(path.inversion_latents.size()) != n + 1)
     throw Error("edit: " + std::to_string(path.inversion_latents.size()) + " inversion latents for " +
@@ -143,33 +143,38 @@ torch::Tensor edit_latents(Pipeline& pipe, const std::string& source, const std:
   if (!path.null_embeddings.empty() && static_cast<int64_t>(path.null_embeddings.size()) != n)
     throw Error("edit: " + std::to_string(path.null_embeddings.size()) + " null-text embeddings for " +
                 std::to_string(n) + " steps");
+  SamplerConfig ddim;
+  ddim.steps = n;
+  ddim.ddim = options.ddim;
+  auto sampler = make_sampler(ddim);
   auto cond = torch::cat({pipe.encode_prompt(source), pipe.encode_prompt(target)});
   auto plain_uncond = pipe.encode_prompt("");
-  auto& unet = pipe.model()->unet;
-  AttentionHook* previous = unet->attention_hook();
-  unet->set_attention_hook(hook);
+  // FEC-ref: the source latent (batch 0) is put back on the inversion path z*_t before every step.
+  auto follow_inversion = [&](torch::Tensor& x, int64_t i) {
+    if (!path.inversion_latents.empty()) x[0] = path.inversion_latents[n - i].to(x.device())[0];
+  };
+
+  // diffusion_step: the UNet on [u, u, c_src, c_tgt] (φ_i as u with null-text), then CFG.
+  auto eps = [&](const torch::Tensor& x, double t, int64_t i) {
+    auto uncond = path.null_embeddings.empty() ? plain_uncond : path.null_embeddings[i].to(pipe.device());
+    auto context = torch::cat({uncond.expand({2, -1, -1}), cond});
+    auto parts = pipe.predict_eps(torch::cat({x, x}), timestep_tensor(t, 4, pipe.device()), context).chunk(2);
+    return classifier_free_guidance(parts[0], parts[1], options.cfg_scale);
+  };
+  SampleLoopOptions loop;
+  loop.unet = pipe.model()->unet;
+  loop.on_step = on_step;
+  // controller.step_callback: the store closes the step, LocalBlend mixes the target into the source.
+  loop.after_step = [&](int64_t i, torch::Tensor x) {
+    if (store) store->end_step();
+    if (blend && store) x = (*blend)(x, *store);
+    if (i + 1 < n) follow_inversion(x, i + 1);
+    return x;
+  };
+  ScopedAttentionHook guard(pipe.model()->unet, hook);
   auto x = z_T.to(pipe.device(), torch::kFloat32).expand({2, -1, -1, -1}).clone();
-  try {
-    for (int64_t s = 0; s < n; ++s) {
-      const int64_t t = timesteps[s].item<int64_t>();
-      if (!path.inversion_latents.empty()) x[0] = path.inversion_latents[n - s].to(x.device())[0];
-      auto uncond = path.null_embeddings.empty() ? plain_uncond : path.null_embeddings[s].to(pipe.device());
-      auto context = torch::cat({uncond.expand({2, -1, -1}), cond});
-      unet->set_step(static_cast<int>(s));
-      auto eps = pipe.predict_eps(torch::cat({x, x}), torch::tensor(t), context);
-      auto parts = eps.chunk(2);
-      auto guided = parts[0] + options.cfg_scale * (parts[1] - parts[0]);
-      x = scheduler.step(guided, t, x).prev_sample;
-      if (store) store->end_step();
-      if (blend && store) x = (*blend)(x, *store);
-      if (on_step) on_step(s + 1, n);
-    }
-  } catch (...) {
-    unet->set_attention_hook(previous);
-    throw;
-  }
-  unet->set_attention_hook(previous);
-  return x;
+  follow_inversion(x, 0);
+  return sample(*sampler, x, eps, loop);
 }
 
 }  // namespace sine::p2p

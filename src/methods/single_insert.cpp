@@ -6,8 +6,9 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "diffusion/ddim.h"
+#include "diffusion/guidance.h"
 #include "diffusion/noise_schedule.h"
+#include "diffusion/sampler.h"
 #include "io/image.h"
 #include "models/attention_hook.h"
 
@@ -384,13 +385,11 @@ torch::Tensor attention_mask(Pipeline& pipeline, const torch::Tensor& image_u8, 
   torch::Tensor z0 = pipeline.encode_image(image_u8);
   torch::Tensor context = pipeline.encode_prompt(prompt);
   TokenAttentionCollector collector(tokens);
-  auto& unet = pipeline.model()->unet;
-  AttentionHook* previous = unet->attention_hook();
-  unet->set_attention_hook(&collector);
   auto gen = pipeline.make_generator(seed);
   const int64_t H = image_u8.size(0), W = image_u8.size(1);
   torch::Tensor sum = torch::zeros({1, 1, H, W});
-  try {
+  {
+    ScopedAttentionHook guard(pipeline.model()->unet, &collector);
     for (int64_t t : {200, 400, 600}) {
       torch::Tensor noise = pipeline.randn(z0.sizes(), gen);
       torch::Tensor tt = torch::tensor({t}, torch::kLong).to(pipeline.device());
@@ -407,11 +406,7 @@ torch::Tensor attention_mask(Pipeline& pipeline, const torch::Tensor& image_u8, 
         sum += (up - lo) / std::max(hi - lo, 1e-12);
       }
     }
-  } catch (...) {
-    unet->set_attention_hook(previous);
-    throw;
   }
-  unet->set_attention_hook(previous);
   const double lo = sum.min().item<double>(), hi = sum.max().item<double>();
   torch::Tensor a = (sum - lo) / std::max(hi - lo, 1e-12);
   return (a > threshold).to(torch::kFloat32);
@@ -443,19 +438,18 @@ torch::Tensor generate_with_concepts(Pipeline& pipeline, const std::vector<Conce
   auto generator = pipeline.make_generator(o.seed);
   torch::Tensor cond = encode_concept_prompt(pipeline, o.prompt, concepts);
   torch::Tensor uncond = pipeline.encode_prompt(o.negative_prompt);
-  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), o.steps);
-  torch::Tensor timesteps = scheduler.timesteps();
+  SamplerConfig ddim;
+  ddim.steps = o.steps;
+  ddim.eta = o.eta;
+  auto sampler = make_sampler(ddim);
   torch::Tensor latents = o.init_latents.defined()
                               ? o.init_latents.to(pipeline.device(), torch::kFloat32)
                               : pipeline.randn({1, pipeline.config().unet.in_channels, height / f, width / f}, generator);
-  for (int64_t i = 0; i < timesteps.size(0); ++i) {
-    const int64_t t = timesteps[i].item<int64_t>();
-    pipeline.model()->unet->set_step(static_cast<int>(i));
-    torch::Tensor eps = o.cfg_scale == 1.0 ? pipeline.predict_eps(latents, torch::tensor(t), cond)
-                                           : pipeline.predict_eps_cfg(latents, t, uncond, cond, o.cfg_scale);
-    latents = scheduler.step(eps, t, latents, o.eta, generator).prev_sample;
-    if (on_step) on_step(i + 1, timesteps.size(0));
-  }
+  SampleLoopOptions loop;
+  loop.unet = pipeline.model()->unet;
+  loop.generator = generator;  // η > 0: the step noise continues the seed's stream
+  loop.on_step = on_step;
+  latents = sample(*sampler, latents, pipeline.guided_eps(uncond, cond, o.cfg_scale), loop);
   return from_model_output(pipeline.decode_latents(latents));
 }
 
@@ -477,16 +471,17 @@ std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, cons
   torch::Tensor cond = torch::cat(conds);
   torch::Tensor uncond = pipeline.encode_prompt(negative_prompt).expand({n, -1, -1});
   torch::Tensor context = torch::cat({uncond, cond});
-  torch::Tensor latents = torch::cat(noises);
-  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), steps);
-  torch::Tensor timesteps = scheduler.timesteps();
-  for (int64_t i = 0; i < timesteps.size(0); ++i) {
-    const int64_t t = timesteps[i].item<int64_t>();
-    pipeline.model()->unet->set_step(static_cast<int>(i));
-    torch::Tensor e = pipeline.predict_eps(torch::cat({latents, latents}), torch::tensor(t), context).to(torch::kFloat32);
-    torch::Tensor eu = e.slice(0, 0, n), ec = e.slice(0, n, 2 * n);
-    latents = scheduler.step(eu + cfg_scale * (ec - eu), t, latents).prev_sample;
-  }
+  // One UNet batch [u × n, c_1..c_n] per step, guided even at scale 1.
+  auto eps = [&](const torch::Tensor& x, double t, int64_t) {
+    torch::Tensor e = pipeline.predict_eps(torch::cat({x, x}), timestep_tensor(t, 2 * n, pipeline.device()), context);
+    return classifier_free_guidance(e.slice(0, 0, n), e.slice(0, n, 2 * n), cfg_scale);
+  };
+  SamplerConfig ddim;
+  ddim.steps = steps;
+  auto sampler = make_sampler(ddim);
+  SampleLoopOptions loop;
+  loop.unet = pipeline.model()->unet;
+  torch::Tensor latents = sample(*sampler, torch::cat(noises), eps, loop);
   torch::Tensor images = pipeline.decode_latents(latents);
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < n; ++i) out.push_back(from_model_output(images[i]));

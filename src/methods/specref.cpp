@@ -220,14 +220,15 @@ torch::Tensor derive_reference_mask(Pipeline& pipe, const std::vector<torch::Ten
   auto timesteps = scheduler.timesteps();
   auto context = pipe.encode_prompt(prompt);
   CrossMapCollector collector(rules.blend_layers);
-  auto& unet = pipe.model()->unet;
-  AttentionHook* previous = unet->attention_hook();
-  unet->set_attention_hook(&collector);
-  for (int64_t i = 0; i < steps; ++i) {
-    unet->set_step(static_cast<int>(i));
-    pipe.predict_eps(ref_latents[i], timesteps[steps - 1 - i], context);
+  {
+    // The UNet at each inversion step's latent and timestep, for its attention alone (no sampling).
+    auto& unet = pipe.model()->unet;
+    ScopedAttentionHook guard(unet, &collector);
+    for (int64_t i = 0; i < steps; ++i) {
+      unet->set_step(static_cast<int>(i));
+      pipe.predict_eps(ref_latents[i], timesteps[steps - 1 - i], context);
+    }
   }
-  unet->set_attention_hook(previous);
   auto map = target_map(collector.sum, collector.count, tokens, rules.blend_h, rules.blend_w);
   return resize_map(map, image_h, image_w, true).clamp(0, 1);
 }
@@ -249,20 +250,12 @@ JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const Spe
   inv.steps = n;
   inv.guidance = config.inversion_guidance;
   inv.ddim = config.ddim;
-  auto& unet = pipe.model()->unet;
-  AttentionHook* previous = unet->attention_hook();
   std::vector<torch::Tensor> latents;
   {
     ProgressBar bar("specref invert", n, progress);
-    unet->set_attention_hook(&recorder);
-    try {
-      latents = ddim_invert(pipe, torch::cat({z_src, z_ref}), context, inv, pipe.encode_prompt(""),
-                            [&](int64_t d, int64_t) { bar.update(d); });
-    } catch (...) {
-      unet->set_attention_hook(previous);
-      throw;
-    }
-    unet->set_attention_hook(previous);
+    ScopedAttentionHook guard(pipe.model()->unet, &recorder);
+    latents = ddim_invert(pipe, torch::cat({z_src, z_ref}), context, inv, pipe.encode_prompt(""),
+                          [&](int64_t d, int64_t) { bar.update(d); });
     bar.finish();
   }
   joint.seconds = seconds_since(t0);

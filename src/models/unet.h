@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/attention_hook.h"
@@ -92,5 +93,23 @@ class UNetModelImpl : public torch::nn::Module {
   UNetTap tap_;
 };
 TORCH_MODULE(UNetModel);
+
+// Installs an attention hook on a UNet for the guard's lifetime and puts back the one that was
+// installed before, also when an exception leaves the scope:
+//   ScopedAttentionHook guard(unet, &controller);
+class ScopedAttentionHook {
+ public:
+  ScopedAttentionHook(UNetModel unet, AttentionHook* hook)
+      : unet_(std::move(unet)), previous_(unet_->attention_hook()) {
+    unet_->set_attention_hook(hook);
+  }
+  ~ScopedAttentionHook() { unet_->set_attention_hook(previous_); }
+  ScopedAttentionHook(const ScopedAttentionHook&) = delete;
+  ScopedAttentionHook& operator=(const ScopedAttentionHook&) = delete;
+
+ private:
+  UNetModel unet_;
+  AttentionHook* previous_;
+};
 
 }  // namespace sine

@@ -42,6 +42,17 @@ std::vector<std::pair<std::string, torch::Tensor>> checked_targets(torch::nn::Mo
   return targets;
 }
 
+// A weight that is NaN/Inf (a corrupt file, or a value past the range of the dtype it was converted
+// to) would turn every image black; refuse it at load, naming the key.
+void copy_finite(torch::Tensor& dst, const torch::Tensor& src, const std::string& key, const std::string& source) {
+  dst.copy_(src);  // converts dtype and device on the way
+  if (dst.is_floating_point() && !torch::isfinite(dst).all().item<bool>())
+    throw Error(source + ": tensor '" + key + "' contains NaN or Inf" +
+                (src.scalar_type() != dst.scalar_type() && torch::isfinite(src).all().item<bool>()
+                     ? std::string(" after conversion to ") + c10::toString(dst.scalar_type()) + " (values out of its range)"
+                     : std::string()));
+}
+
 }  // namespace
 
 void load_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
@@ -49,7 +60,7 @@ void load_module_weights(torch::nn::Module& module, const std::map<std::string, 
                          const std::vector<std::string>& ignore_unexpected) {
   torch::NoGradGuard no_grad;
   for (auto& [key, dst] : checked_targets(module, tensors, prefix, source, ignore_unexpected))
-    dst.copy_(tensors.at(key));  // converts dtype and device on the way
+    copy_finite(dst, tensors.at(key), key, source);
 }
 
 void take_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
@@ -58,7 +69,7 @@ void take_module_weights(torch::nn::Module& module, std::map<std::string, torch:
   torch::NoGradGuard no_grad;
   for (auto& [key, dst] : checked_targets(module, tensors, prefix, source, ignore_unexpected)) {
     auto it = tensors.find(key);
-    dst.copy_(it->second);  // one tensor at a time: a memory-mapped source gives its pages back
+    copy_finite(dst, it->second, key, source);  // one at a time: a memory-mapped source gives its pages back
     tensors.erase(it);
   }
 }

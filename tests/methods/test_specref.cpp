@@ -50,10 +50,11 @@ TEST(AttentionLayout, TinyRulesMatchTheSitesTheUNetReports) {
       if (!s.is_cross) sites.push_back(s);
     }
   } rec;
-  pipe.model()->unet->set_attention_hook(&rec);
-  torch::NoGradGuard ng;
-  pipe.predict_eps(torch::randn({1, 4, 16, 16}), torch::tensor(10), pipe.encode_prompt(""));
-  pipe.model()->unet->set_attention_hook(nullptr);
+  {
+    ScopedAttentionHook guard(pipe.model()->unet, &rec);
+    torch::NoGradGuard ng;
+    pipe.predict_eps(torch::randn({1, 4, 16, 16}), torch::tensor(10), pipe.encode_prompt(""));
+  }
   auto layout = attention_layout(pipe.config().unet, 16, 16);
   ASSERT_EQ(rec.sites.size(), layout.size());
   for (size_t i = 0; i < layout.size(); ++i) {
@@ -226,13 +227,12 @@ TEST(SpecRef, CacheHoldsOnlyWhatIsUsedAndMatchesARegeneratedPass) {
   specref::KVRecorder rec(again, joint.rules.sr_layers, 6, 2, 6, 0);
   DDIMScheduler sched(c.ddim, 6);
   const int64_t s = 3, i = 6 - 1 - s;
-  pipe.model()->unet->set_attention_hook(&rec);
-  pipe.model()->unet->set_step(static_cast<int>(i));
   {
+    ScopedAttentionHook guard(pipe.model()->unet, &rec);
+    pipe.model()->unet->set_step(static_cast<int>(i));
     torch::NoGradGuard ng;
     pipe.predict_eps(joint.reference_latents[i], sched.timesteps()[s], pipe.encode_prompt(""));
   }
-  pipe.model()->unet->set_attention_hook(nullptr);
   EXPECT_TRUE(torch::allclose(again.get(s, 6).first.to(torch::kFloat32), k.to(torch::kFloat32), 1e-3, 1e-3));
   // fp16: 4 steps x (2 layers at 8x8 x 16 ch + 2 layers at 16x16 x 8 ch) x (K + V) x 2 bytes.
   EXPECT_EQ(joint.cache.bytes(), 4 * (2 * 64 * 16 + 2 * 256 * 8) * 2 * 2);

@@ -223,6 +223,49 @@ TEST(UNet, HookWithProbabilitiesMatchesFusedPath) {
   EXPECT_TRUE(torch::equal(unet(io.t["latent_b2"], io.t["timestep_b2"], io.t["context_b2"]), fused));
 }
 
+TEST(UNet, ScopedAttentionHookRestoresThePreviousHook) {
+  sine::UNetModel unet(tiny_config());
+  RecordingHook outer, inner;
+  unet->set_attention_hook(&outer);
+  {
+    sine::ScopedAttentionHook guard(unet, &inner);
+    EXPECT_EQ(unet->attention_hook(), &inner);
+    {
+      sine::ScopedAttentionHook none(unet, nullptr);
+      EXPECT_EQ(unet->attention_hook(), nullptr);
+    }
+    EXPECT_EQ(unet->attention_hook(), &inner);
+  }
+  EXPECT_EQ(unet->attention_hook(), &outer);
+  unet->set_attention_hook(nullptr);
+}
+
+TEST(UNet, ScopedAttentionHookRestoresThePreviousHookOnException) {
+  torch::NoGradGuard no_grad;
+  auto unet = load_tiny();
+  Io io;
+  RecordingHook outer, inner;
+  unet->set_attention_hook(&outer);
+  try {
+    sine::ScopedAttentionHook guard(unet, &inner);
+    unet(io.t["latent"], io.t["timestep"], io.t["context"]);
+    throw std::runtime_error("cancelled mid-sampling");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(unet->attention_hook(), &outer);
+  EXPECT_EQ(inner.sites.size(), 32u);
+  EXPECT_TRUE(outer.sites.empty());
+  // A UNet call that throws inside the guarded scope restores it too.
+  EXPECT_THROW(
+      {
+        sine::ScopedAttentionHook guard(unet, &inner);
+        unet(io.t["latent"], io.t["timestep"], torch::randn({1, 77, 5}));  // wrong context width
+      },
+      std::exception);
+  EXPECT_EQ(unet->attention_hook(), &outer);
+  unet->set_attention_hook(nullptr);
+}
+
 struct SilenceCrossAttention : sine::AttentionHook {
   torch::Tensor on_output(const sine::AttentionSite& site, torch::Tensor out, const torch::Tensor&,
                           const torch::Tensor&, const torch::Tensor&) override {
