@@ -13,6 +13,9 @@ struct GenerateFlags {
   ModelFlags model;
   GenerateOptions gen;
   std::string init_image;
+  std::string mask;
+  std::string sampler = "ddim";
+  std::string scheduler = "default";
   std::string output = "output.png";
   int64_t batch_count = 1;
 };
@@ -21,6 +24,12 @@ void run_generate(GenerateFlags& f) {
   if (f.gen.prompt.empty() && f.init_image.empty()) throw Error("-p/--prompt is required");
   if (f.batch_count < 1) throw Error("-b/--batch-count must be at least 1");
   if (!f.init_image.empty()) f.gen.init_image = read_image_rgb(f.init_image);
+  if (!f.mask.empty()) {
+    if (f.init_image.empty()) throw Error("--mask: inpainting needs -i/--init-image");
+    f.gen.mask = read_mask(f.mask, f.gen.init_image.size(0), f.gen.init_image.size(1)).squeeze(0).squeeze(0);
+  }
+  f.gen.sampler = canonical_sampler_name(f.sampler);
+  f.gen.schedule = parse_sigma_schedule(f.scheduler);
   Pipeline pipe = load_pipeline(f.model);
   const std::string mode = f.gen.init_image.defined() ? "img2img" : "txt2img";
   for (int64_t b = 0; b < f.batch_count; ++b) {
@@ -31,24 +40,7 @@ void run_generate(GenerateFlags& f) {
     auto image = pipe.generate(o, progress.callback());
     progress.finish();
     const std::string out = batch_output_path(f.output, b, f.batch_count);
-    std::map<std::string, std::string> params{
-        {"mode", mode},
-        {"prompt", o.prompt},
-        {"negative_prompt", o.negative_prompt},
-        {"steps", std::to_string(o.steps)},
-        {"cfg_scale", std::to_string(o.cfg_scale)},
-        {"seed", std::to_string(o.seed)},
-        {"sampler", "DDIM"},
-        {"eta", std::to_string(o.eta)},
-        {"size", std::to_string(image.size(1)) + "x" + std::to_string(image.size(0))},
-        {"model", pipe.source()},
-        {"clip_skip", std::to_string(o.clip_skip)},
-    };
-    if (o.init_image.defined()) {
-      params["init_image"] = f.init_image;
-      params["strength"] = std::to_string(o.strength);
-    }
-    write_png(out, image, png_parameters(params));
+    write_png(out, image, pipe.describe(o, image.size(0), image.size(1)).png_text());
     std::cout << out << "\n";
   }
 }
@@ -57,7 +49,7 @@ void run_generate(GenerateFlags& f) {
 
 void register_generate(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
-  auto* cmd = app.add_subcommand("generate", "txt2img, or img2img with --init-image/--strength (DDIM sampler)");
+  auto* cmd = app.add_subcommand("generate", "txt2img, or img2img with --init-image/--strength (inpainting with --mask)");
   add_model_flags(cmd, f->model);
   cmd->add_option("-p,--prompt", f->gen.prompt, "the prompt");
   cmd->add_option("-n,--negative-prompt", f->gen.negative_prompt, "the negative prompt (the unconditional branch of CFG)");
@@ -65,6 +57,11 @@ void register_generate(CLI::App& app) {
   cmd->add_option("-H,--height", f->gen.height, "image height in pixels, a multiple of 8 (default: the model's native size)");
   cmd->add_option("--steps", f->gen.steps, "sampling steps")->capture_default_str();
   cmd->add_option("--cfg-scale", f->gen.cfg_scale, "classifier-free guidance scale (1 = no guidance)")->capture_default_str();
+  cmd->add_option("--sampling-method", f->sampler,
+                  "sampling method: ddim, euler, euler_a, heun, dpmpp_2m (A1111 spellings accepted: \"Euler a\", \"DPM++ 2M\")")
+      ->capture_default_str();
+  cmd->add_option("--scheduler", f->scheduler, "sigma schedule of the k-diffusion methods: default or karras")
+      ->capture_default_str();
   cmd->add_option("--eta", f->gen.eta, "DDIM eta (0 = deterministic)")->capture_default_str();
   cmd->add_option("-s,--seed", f->gen.seed, "random seed (noise is drawn on the CPU: same seed, same image on every device)")
       ->capture_default_str();
@@ -74,6 +71,10 @@ void register_generate(CLI::App& app) {
                   std::string("img2img input image (PNG/JPEG/BMP/TGA). ") + kImageFitPolicyHelp);
   cmd->add_option("--strength", f->gen.strength, "img2img: how much of the schedule re-noises the input (0..1]")
       ->capture_default_str();
+  cmd->add_option("--mask", f->mask,
+                  "inpainting mask for --init-image (white = repaint; alpha used when present), resized to the image");
+  cmd->add_option("--mask-blur", f->gen.mask_blur, "feather the mask edge (Gaussian, pixels)")->capture_default_str();
+  cmd->add_flag("--force", f->gen.force, "try a size the memory estimate says will not fit");
   cmd->add_option("-b,--batch-count", f->batch_count, "number of images (seeds seed, seed+1, ...)")->capture_default_str();
   cmd->add_option("-o,--output", f->output, "output PNG (parameters in its text chunk)")->capture_default_str();
   on_run(cmd, [f] { run_generate(*f); });

@@ -4,6 +4,8 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
+#include "io/generation_parameters.h"
+#include "io/image.h"
 #include "models/presets.h"
 #include "models/weights.h"
 
@@ -13,6 +15,7 @@ namespace {
 
 struct InfoFlags {
   ModelFlags model;
+  std::string image;
   bool json = false;
 };
 
@@ -24,7 +27,31 @@ struct InitRandomFlags {
   uint64_t seed = 0;
 };
 
+// What a PNG was made with: its A1111 "parameters" text, parsed.
+void run_image_info(const InfoFlags& f) {
+  const auto text = read_png_text(f.image);
+  auto it = text.find("parameters");
+  if (it == text.end()) throw Error(f.image + ": no \"parameters\" text chunk (not written by sine, A1111 or a compatible tool)");
+  const auto p = GenerationParameters::parse(it->second);
+  if (f.json) {
+    nlohmann::json j = nlohmann::json::object();
+    j["prompt"] = p.prompt;
+    j["negative_prompt"] = p.negative_prompt;
+    for (const auto& [k, v] : p.fields) j[k] = v;
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::cout << "prompt:           " << p.prompt << "\n";
+  if (!p.negative_prompt.empty()) std::cout << "negative prompt:  " << p.negative_prompt << "\n";
+  for (const auto& [k, v] : p.fields) {
+    std::string label = k + ":";
+    label.resize(std::max<size_t>(label.size() + 1, 18), ' ');
+    std::cout << label << v << "\n";
+  }
+}
+
 void run_info(const InfoFlags& f) {
+  if (!f.image.empty()) return run_image_info(f);
   const std::string path = f.model.model.empty() ? default_model_path() : f.model.model;
   if (path.empty()) throw Error("info: -m/--model is required (no bundled default model found)");
   LoadOptions lo = load_options(f.model);
@@ -83,8 +110,10 @@ void run_init_random(const InitRandomFlags& f) {
 
 void register_info(CLI::App& app) {
   auto f = std::make_shared<InfoFlags>();
-  auto* cmd = app.add_subcommand("info", "show a model's layout, inferred config and parameter counts");
+  auto* cmd = app.add_subcommand(
+      "info", "show a model's layout, inferred config and parameter counts; with IMAGE.png, what the image was made with");
   add_model_flags(cmd, f->model);
+  cmd->add_option("image", f->image, "a PNG written by sine generate/edit (or AUTOMATIC1111): print its parameters");
   cmd->add_flag("--json", f->json, "print JSON");
   on_run(cmd, [f] { run_info(*f); });
 }

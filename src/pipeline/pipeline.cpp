@@ -1,5 +1,6 @@
 #include "pipeline/pipeline.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/error.h"
@@ -8,8 +9,11 @@
 #include "diffusion/guidance.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
+#include "io/model_hash.h"
 #include "models/unet_graph.h"
 #include "models/weights.h"
+#include "pipeline/memory_estimate.h"
+#include "core/torch_compat.h"
 
 namespace sine {
 
@@ -72,10 +76,10 @@ std::string resolve_model_path(const LoadOptions& options) {
   return path;
 }
 
-// The inpainting mask at latent resolution, [1,1,h,w] in [0,1]: fitted to the output like the init
-// image, feathered by a Gaussian of σ = blur px (A1111's mask_blur), then area-averaged per latent pixel.
-torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_image, int64_t height, int64_t width,
-                          int64_t blur, int64_t factor) {
+// The inpainting mask at the output's size, [1,1,H,W] in [0,1]: fitted to the output like the init
+// image, feathered by a Gaussian of σ = blur px (A1111's mask_blur).
+torch::Tensor pixel_mask(const torch::Tensor& mask, const torch::Tensor& init_image, int64_t height, int64_t width,
+                         int64_t blur) {
   if (mask.dim() != 2 || mask.size(0) != init_image.size(0) || mask.size(1) != init_image.size(1))
     throw Error("mask: shape " + c10::str(mask.sizes()) + " does not match the init image (" +
                 std::to_string(init_image.size(1)) + "x" + std::to_string(init_image.size(0)) + ")");
@@ -93,7 +97,13 @@ torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_i
     m = F::conv2d(m, g.view({1, 1, 1, -1}));
     m = F::conv2d(m, g.view({1, 1, -1, 1}));
   }
-  return torch::avg_pool2d(m, factor);
+  return m;
+}
+
+// The same mask area-averaged per latent pixel, [1,1,h,w].
+torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_image, int64_t height, int64_t width,
+                          int64_t blur, int64_t factor) {
+  return torch::avg_pool2d(pixel_mask(mask, init_image, height, width, blur), factor);
 }
 
 }  // namespace
@@ -199,6 +209,32 @@ EpsFunction Pipeline::guided_eps(const torch::Tensor& uncond, const torch::Tenso
   };
 }
 
+std::string Pipeline::model_name() const { return model_display_name(source_); }
+
+std::string Pipeline::model_hash() const { return model_short_hash(source_); }
+
+GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height, int64_t width) const {
+  GenerationParameters p;
+  p.prompt = o.prompt;
+  p.negative_prompt = o.negative_prompt;
+  p.set("Steps", o.steps);
+  p.set("Sampler", sampler_display_name(canonical_sampler_name(o.sampler)));
+  p.set("Schedule type", o.schedule == SigmaSchedule::karras ? "Karras" : "Automatic");
+  p.set("CFG scale", o.cfg_scale);
+  p.set("Seed", static_cast<int64_t>(o.seed));
+  p.set("Size", std::to_string(width) + "x" + std::to_string(height));
+  if (const auto hash = model_hash(); !hash.empty()) p.set("Model hash", hash);
+  p.set("Model", model_name());
+  if (o.eta != 0.0) p.set("Eta DDIM", o.eta);
+  if (o.init_image.defined()) {
+    p.set("Denoising strength", o.strength);
+    if (o.mask.defined()) p.set("Mask blur", o.mask_blur);
+  }
+  p.set("Clip skip", o.clip_skip);
+  p.set("Version", std::string("sine ") + SINE_VERSION);
+  return p;
+}
+
 torch::Generator Pipeline::make_generator(uint64_t seed) const {
   return at::detail::createCPUGenerator(seed);
 }
@@ -208,17 +244,47 @@ torch::Tensor Pipeline::randn(c10::IntArrayRef shape, torch::Generator& generato
   return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat32)).to(device_);
 }
 
+void GenerateOptions::validate() const {
+  auto finite = [](const char* field, double v) {
+    if (!std::isfinite(v)) throw Error(std::string(field) + ": must be a finite number (got " + std::to_string(v) + ")");
+  };
+  finite("cfg_scale", cfg_scale);
+  finite("eta", eta);
+  finite("strength", strength);
+  if (cfg_scale < 0 || cfg_scale > 100) throw Error("cfg_scale: must be in [0, 100] (got " + std::to_string(cfg_scale) + ")");
+  if (steps < 1 || steps > 1000) throw Error("steps: must be in [1, 1000] (got " + std::to_string(steps) + ")");
+  if (width < 0 || height < 0 || width > 65536 || height > 65536)
+    throw Error("width/height: must be in [0, 65536] (got " + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (init_image.defined() && (strength <= 0.0 || strength > 1.0))
+    throw Error("strength: must be in (0, 1] (got " + std::to_string(strength) + ")");
+  if (mask.defined() && !init_image.defined()) throw Error("mask: inpainting needs an init image");
+  if (mask_blur < 0 || mask_blur > 256) throw Error("mask_blur: must be in [0, 256] (got " + std::to_string(mask_blur) + ")");
+  if (clip_skip < 1) throw Error("clip_skip: must be at least 1 (got " + std::to_string(clip_skip) + ")");
+  SamplerConfig sampling;
+  sampling.method = sampler;
+  sampling.schedule = schedule;
+  sampling.steps = steps;
+  sampling.eta = eta;
+  sampling.validate();
+}
+
 torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
-  if (o.steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(o.steps) + ")");
+  o.validate();
   int64_t height = o.height > 0 ? o.height : native_size();
   int64_t width = o.width > 0 ? o.width : native_size();
   const int64_t f = vae_factor();
   if (height % f || width % f)
-    throw Error("-W/-H must be multiples of " + std::to_string(f) + " (got " + std::to_string(width) + "x" +
+    throw Error("width/height: must be multiples of " + std::to_string(f) + " (got " + std::to_string(width) + "x" +
                 std::to_string(height) + ")");
+  if (o.clip_skip > config().text.layers)
+    throw Error("clip_skip: the text encoder has " + std::to_string(config().text.layers) + " layers (got " +
+                std::to_string(o.clip_skip) + ")");
   if (released_)
     throw Error("generate: this pipeline freed its weights after a one-shot run (GenerateOptions::release_after_use)");
+  if (!o.force)
+    check_fits(estimate_generation_memory(config(), dtype_, height, width, o.cfg_scale != 1.0 ? 2 : 1, compat::has_sdpa),
+               device_, "width/height " + std::to_string(width) + "x" + std::to_string(height));
   auto generator = make_generator(o.seed);
   auto cond = encode_prompt(o.prompt, o.clip_skip);
   auto uncond = encode_prompt(o.negative_prompt, o.clip_skip);
@@ -241,8 +307,6 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   torch::Tensor latents;
   const std::vector<int64_t> shape{1, config().unet.in_channels, height / f, width / f};
   if (o.init_image.defined()) {
-    if (o.strength <= 0.0 || o.strength > 1.0)
-      throw Error("--strength must be in (0, 1] (got " + std::to_string(o.strength) + ")");
     auto image = fit_image(o.init_image, height, width, FitPolicy::CenterCrop);
     auto init = encode_image(image, generator);
     // diffusers' img2img: skip the first (1 − strength) of the schedule and noise to that level
@@ -279,7 +343,14 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
 }
 
 torch::Tensor Pipeline::generate(const GenerateOptions& options, const StepCallback& on_step) {
-  return from_model_output(decode_latents(generate_latents(options, on_step)));
+  auto image = from_model_output(decode_latents(generate_latents(options, on_step)));
+  if (!options.mask.defined() || !options.init_image.defined()) return image;
+  // Inpainting, as A1111 overlays it: outside the (feathered) mask the pixels are the init image's
+  // own, so the kept region does not go through the VAE's lossy round trip.
+  const int64_t h = image.size(0), w = image.size(1);
+  auto alpha = pixel_mask(options.mask, options.init_image, h, w, options.mask_blur).view({h, w, 1});
+  auto init = fit_image(options.init_image, h, w, FitPolicy::CenterCrop).to(torch::kFloat32);
+  return (init + alpha * (image.to(torch::kFloat32) - init)).round().clamp(0, 255).to(torch::kUInt8).contiguous();
 }
 
 }  // namespace sine

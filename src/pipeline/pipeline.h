@@ -8,6 +8,7 @@
 
 #include "diffusion/sampler.h"
 #include "io/checkpoint.h"
+#include "io/generation_parameters.h"
 #include "models/stable_diffusion.h"
 #include "models/unet_graph.h"
 #include "tokenizer/clip_tokenizer.h"
@@ -52,6 +53,13 @@ struct GenerateOptions {
   // stable-diffusion.cpp's free_params_immediately; peak memory is then about UNet + VAE, not all
   // three plus the decoder's activations. The pipeline cannot generate again afterwards.
   bool release_after_use = false;
+  // Skip the memory estimate (pipeline/memory_estimate.h) and try a size that looks too large.
+  bool force = false;
+
+  // Ranges that hold for every model (NaN/Inf refused); errors name the field ("cfg_scale: ...").
+  // Model-dependent checks (sizes a multiple of the VAE factor, clip_skip within the text
+  // encoder's layers, memory) happen in Pipeline::generate_latents before anything is allocated.
+  void validate() const;
 };
 
 // The SD 1.x engine a C++ user calls directly; the CLI and every method wrap it.
@@ -90,6 +98,13 @@ class Pipeline {
   torch::Tensor generate_latents(const GenerateOptions& options, const StepCallback& on_step = {});
   // Same, decoded to uint8 [H,W,3].
   torch::Tensor generate(const GenerateOptions& options, const StepCallback& on_step = {});
+
+  // What `options` made at height × width, as A1111's PNG "parameters" (prompt, negative prompt,
+  // Steps, Sampler, Schedule type, CFG scale, Seed, Size, Model hash, Model, Denoising strength
+  // and Mask blur for img2img, Clip skip). The model is named and hashed, never given by path.
+  GenerationParameters describe(const GenerateOptions& options, int64_t height, int64_t width) const;
+  std::string model_name() const;  // e.g. "v1-5-pruned-emaonly"
+  std::string model_hash() const;  // A1111's 10-hex short hash ("" for a model without a file)
 
   torch::Generator make_generator(uint64_t seed) const;
   torch::Tensor randn(c10::IntArrayRef shape, torch::Generator& generator) const;  // fp32 on device

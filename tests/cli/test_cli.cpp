@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
+#include "io/generation_parameters.h"
+#include "io/image.h"
 #include "io/safetensors.h"
 
 namespace sine {
@@ -243,6 +245,50 @@ TEST(Cli, GenerateWritesAPng) {
   EXPECT_TRUE(fs::exists(out));
   EXPECT_GT(fs::file_size(out), 100u);
   fs::remove(out);
+}
+
+// The PNG carries A1111's "parameters" text: every key A1111 writes for txt2img, the model named
+// and hashed (never its path), read back by the A1111-format parser and by `sine info IMAGE.png`.
+TEST(Cli, GeneratePngCarriesA1111Parameters) {
+  const std::string out = scratch().path("params.png");
+  setenv("XDG_CACHE_HOME", scratch().path("cache").c_str(), 1);
+  auto r = scratch().sine("generate " + tiny_single_flags() + " -p " + quote("a red circle, big") + " -n " +
+                          quote("blue") + " --steps 3 --cfg-scale 5 -s 7 --sampling-method 'Euler a' --scheduler karras"
+                          " -W 64 -H 64 -o " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto text = sine::read_png_text(out);
+  ASSERT_TRUE(text.count("parameters"));
+  EXPECT_EQ(text.at("parameters").find(kTiny), std::string::npos) << "a local path leaked: " << text.at("parameters");
+  auto p = sine::GenerationParameters::parse(text.at("parameters"));
+  EXPECT_EQ(p.prompt, "a red circle, big");
+  EXPECT_EQ(p.negative_prompt, "blue");
+  EXPECT_EQ(p.get("Steps"), "3");
+  EXPECT_EQ(p.get("Sampler"), "Euler a");
+  EXPECT_EQ(p.get("Schedule type"), "Karras");
+  EXPECT_EQ(p.get("CFG scale"), "5.0");
+  EXPECT_EQ(p.get("Seed"), "7");
+  EXPECT_EQ(p.get("Size"), "64x64");
+  EXPECT_EQ(p.get("Model"), "tiny_sd15_original");
+  EXPECT_EQ(p.get("Clip skip"), "1");
+  // The short hash is the first 10 hex digits of the file's SHA-256, as coreutils computes it.
+  FILE* pipe = popen(("sha256sum " + quote(kTinyFile)).c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char digest[65] = {0};
+  ASSERT_EQ(std::fread(digest, 1, 64, pipe), 64u);
+  pclose(pipe);
+  EXPECT_EQ(p.get("Model hash"), std::string(digest, 10));
+
+  r = scratch().sine("info " + quote(out) + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt"], "a red circle, big");
+  EXPECT_EQ(j["Sampler"], "Euler a");
+  fs::remove(out);
+}
+
+TEST(CliErrors, UnknownSamplingMethod) {
+  expect_clean_failure("generate " + tiny_single_flags() + " -p cat --steps 1 -W 64 -H 64 --sampling-method lms",
+                       scratch().path("o.png"), "lms");
 }
 
 }  // namespace

@@ -183,6 +183,27 @@ TEST(Pipeline, InpaintingChangesOnlyTheMaskedRegion) {
   EXPECT_THROW(pipe.generate_latents(bad), Error);
 }
 
+// Decoded inpainting keeps the init image's own pixels outside the mask (A1111's overlay): exactly
+// where the mask is 0 (no blur), and a blend across the feathered edge.
+TEST(Pipeline, InpaintingOverlaysTheInitPixelsOutsideTheMask) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 3;
+  g.width = g.height = 64;
+  g.init_image = torch::randint(0, 256, {64, 64, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  g.mask = torch::zeros({64, 64});
+  g.mask.narrow(1, 0, 32).fill_(1.0);
+  auto image = pipe.generate(g);
+  EXPECT_TRUE(torch::equal(image.narrow(1, 32, 32), g.init_image.narrow(1, 32, 32)));
+  EXPECT_FALSE(torch::equal(image.narrow(1, 0, 32), g.init_image.narrow(1, 0, 32)));
+  g.mask_blur = 4;
+  auto feathered = pipe.generate(g);
+  // Far from the edge (more than 3σ) the init pixels are kept exactly; near it they are blended.
+  EXPECT_TRUE(torch::equal(feathered.narrow(1, 48, 16), g.init_image.narrow(1, 48, 16)));
+  EXPECT_FALSE(torch::equal(feathered.narrow(1, 32, 4), g.init_image.narrow(1, 32, 4)));
+}
+
 // The k-diffusion samplers through generate: finite, seed-determined, and each differs from DDIM.
 TEST(Pipeline, EverySamplerGenerates) {
   Pipeline pipe = Pipeline::load(single_file_options());
