@@ -35,6 +35,7 @@ void register_world_train(CLI::App& app);
 void register_sine(CLI::App& app);     // finetune, edit (SINE)
 void register_specref(CLI::App& app);  // invert, p2p, specref
 void register_insert(CLI::App& app);   // insert train|generate|export|import (SingleInsert)
+void register_serve(CLI::App& app);    // serve (web page, A1111 API, job API)
 
 // A progress bar fed by a sampling StepCallback; the bar appears at the first step, when the
 // total is known.

@@ -38,6 +38,7 @@ int cli_main(int argc, char** argv) {
   register_sine(app);
   register_specref(app);
   register_insert(app);
+  register_serve(app);
   try {
     app.parse(argc, argv);
     init_allocator();

@@ -1,0 +1,70 @@
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include <pthread.h>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+#include "server/server.h"
+
+namespace sine {
+
+namespace {
+
+struct ServeFlags {
+  ModelFlags model;
+  server::ServeOptions serve;
+  int64_t max_body_mb = 64;
+};
+
+void run_serve(ServeFlags& f) {
+  f.serve.max_body_bytes = f.max_body_mb << 20;
+  f.serve.validate();  // before the model loads: a refused --host costs nothing
+  // SIGINT/SIGTERM are taken by a thread that stops the server (blocked here, so every thread
+  // started after this inherits the mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Pipeline pipe = load_pipeline(f.model);
+  server::Server server(pipe, f.serve);
+  const int port = server.bind();
+  std::thread([&server, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::cerr << "sine serve: stopping\n";
+    server.stop();
+  }).detach();
+  std::cerr << "sine serve: " << pipe.model_name() << " on http://" << f.serve.host << ":" << port << "/"
+            << (f.serve.api_key.empty() ? "" : " (API key required)") << "\n";
+  std::cout << "listening " << port << std::endl;  // for scripts and tests that asked for port 0
+  server.listen();
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  auto* cmd = app.add_subcommand(
+      "serve", "web page, AUTOMATIC1111-compatible API (/sdapi/v1) and job API (/sine/v1) on one model");
+  add_model_flags(cmd, f->model);
+  cmd->add_option("--host", f->serve.host, "address to listen on (other than loopback needs --api-key)")
+      ->capture_default_str();
+  cmd->add_option("--port", f->serve.port, "port (0: any free port, printed on stdout)")->capture_default_str();
+  cmd->add_option("--data", f->serve.data_dir, "folder for the artefacts jobs produce")->capture_default_str();
+  cmd->add_option("--api-key", f->serve.api_key,
+                  "required on every request (Authorization: Bearer KEY, or ?key=KEY)");
+  cmd->add_option("--queue", f->serve.queue_capacity, "jobs that may wait behind the running one (more: 429)")
+      ->capture_default_str();
+  cmd->add_option("--max-body-mb", f->max_body_mb, "largest request body (more: 413)")->capture_default_str();
+  cmd->add_option("--preview-every", f->serve.preview_every, "a preview image every N sampling steps (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--max-image-side", f->serve.image_limits.max_side, "largest uploaded image side in pixels (more: 413)")
+      ->capture_default_str();
+  on_run(cmd, [f] { run_serve(*f); });
+}
+
+}  // namespace sine
