@@ -1,8 +1,10 @@
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <iostream>
 #include <thread>
 
-#include <pthread.h>
+#include <signal.h>
 
 #include "cli/cli_common.h"
 #include "core/error.h"
@@ -18,30 +20,35 @@ struct ServeFlags {
   int64_t max_body_mb = 64;
 };
 
+// Set by SIGINT/SIGTERM (whichever thread receives it); a watcher thread stops the server.
+std::atomic<bool> stop_requested{false};
+extern "C" void request_stop(int) { stop_requested = true; }
+
 void run_serve(ServeFlags& f) {
   f.serve.max_body_bytes = f.max_body_mb << 20;
   f.serve.validate();  // before the model loads: a refused --host costs nothing
-  // SIGINT/SIGTERM are taken by a thread that stops the server (blocked here, so every thread
-  // started after this inherits the mask).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   Pipeline pipe = load_pipeline(f.model);
   server::Server server(pipe, f.serve);
   const int port = server.bind();
-  std::thread([&server, signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    std::cerr << "sine serve: stopping\n";
-    server.stop();
-  }).detach();
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done && !stop_requested) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (stop_requested) {
+      std::cerr << "sine serve: stopping (the running job is cancelled at its next step)\n";
+      server.stop();
+    }
+  });
   std::cerr << "sine serve: " << pipe.model_name() << " on http://" << f.serve.host << ":" << port << "/"
             << (f.serve.api_key.empty() ? "" : " (API key required)") << "\n";
   std::cout << "listening " << port << std::endl;  // for scripts and tests that asked for port 0
   server.listen();
+  done = true;
+  watcher.join();
 }
 
 }  // namespace
