@@ -286,7 +286,9 @@ TEST(ServeJobs, CancelStopsARunningJobWithinOneStep) {
   int64_t step_at_cancel = -1;
   for (int i = 0; i < 600 && step_at_cancel < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    step_at_cancel = parse(r.client().Get(("/sine/v1/jobs/" + id).c_str()))["progress"]["step"];
+    auto job = parse(r.client().Get(("/sine/v1/jobs/" + id).c_str()));
+    ASSERT_TRUE(job["state"] == "queued" || job["state"] == "running") << job.dump();
+    step_at_cancel = job["progress"]["step"];
   }
   auto del = r.client().Delete(("/sine/v1/jobs/" + id).c_str());
   ASSERT_TRUE(del);
