@@ -8,6 +8,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "server/server.h"
 
 namespace sine {
@@ -27,7 +28,9 @@ extern "C" void request_stop(int) { stop_requested = true; }
 void run_serve(ServeFlags& f) {
   f.serve.max_body_bytes = f.max_body_mb << 20;
   f.serve.validate();  // before the model loads: a refused --host costs nothing
-  Pipeline pipe = load_pipeline(f.model);
+  f.serve.model = load_options(f.model);
+  Pipeline pipe = Pipeline::load(f.serve.model);
+  set_progress_enabled(false);  // jobs report their progress over the API, not as bars on stderr
   server::Server server(pipe, f.serve);
   const int port = server.bind();
   struct sigaction action {};

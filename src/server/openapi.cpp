@@ -93,7 +93,7 @@ json openapi_document() {
       {"requestBody", json_body({{"type", "object"}})},
       {"responses", with_errors({{"200", response("ok", {{"nullable", true}})}})}};
   paths["/sine/v1/jobs"]["post"] = {
-      {"summary", "queue a job (kind: generate); answers 202 with the job at once"},
+      {"summary", "queue a job (kind: generate, finetune, edit); answers 202 with the job at once"},
       {"requestBody", json_body(ref("JobRequest"))},
       {"responses", with_errors({{"202", response("the queued job", ref("Job"))}})}};
   paths["/sine/v1/jobs"]["get"] = {{"summary", "jobs, newest first"},
@@ -140,8 +140,13 @@ json openapi_document() {
   schemas["JobRequest"] = {
       {"type", "object"},
       {"required", {"kind"}},
-      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate"}}}},
-                      {"params", {{"description", "generate: the txt2img fields, or img2img's with init_images"},
+      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit"}}}},
+                      {"params", {{"description",
+                                   "generate: the txt2img fields, or img2img's with init_images. "
+                                   "finetune (SINE stage 1): image (base64), class_word, patch, steps, lr, lora_rank, "
+                                   "seed, prompt_template; result.finetune is the artefact id. "
+                                   "edit (SINE model-based guidance): finetune (artefact id), prompt, desc, K, v, "
+                                   "cfg_scale, steps, width, height, seed, mode (sine | no-guidance | pretrained)"},
                                   {"type", "object"}}},
                       {"save_images", {{"type", "boolean"}, {"default", true}}}}}};
   schemas["Job"] = {

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "server/a1111.h"
 #include "server/artifacts.h"
 #include "server/jobs.h"
+#include "server/method_jobs.h"
 #include "server/openapi.h"
 #include "server/page_assets.h"
 #include "server/request_fields.h"
@@ -101,6 +103,7 @@ struct Server::Impl {
   ServeOptions options;
   ArtifactStore artifacts;
   JobQueue queue;
+  MethodJobs methods;
   httplib::Server http;
   ServerSettings settings;
   std::mutex settings_mutex;
@@ -112,7 +115,8 @@ struct Server::Impl {
       : pipeline(p),
         options(std::move(o)),
         artifacts(options.data_dir),
-        queue(artifacts, static_cast<size_t>(options.queue_capacity), options.preview_every) {
+        queue(artifacts, static_cast<size_t>(options.queue_capacity), options.preview_every),
+        methods(pipeline, options.model, artifacts, options.image_limits) {
     const auto threads = static_cast<size_t>(options.http_threads);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
@@ -197,25 +201,38 @@ struct Server::Impl {
     return out;
   }
 
+  static nlohmann::json job_kinds() {
+    nlohmann::json kinds = {"generate"};
+    for (const auto& k : MethodJobs::kinds()) kinds.push_back(k);
+    return kinds;
+  }
+
   void native_submit(const httplib::Request& req, httplib::Response& res) {
     const auto body = parse_json_object(req.body);
     Fields f(body);
     const std::string kind = f.string("kind");
-    if (kind.empty()) throw bad_field("kind", "required (one of: generate)");
-    if (kind != "generate") throw bad_field("kind", "unknown job kind '" + kind + "' (known: generate)");
+    const auto kinds = job_kinds();
+    if (kind.empty()) throw bad_field("kind", "required (one of: " + kinds.dump() + ")");
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end())
+      throw bad_field("kind", "unknown job kind '" + kind + "' (known: " + kinds.dump() + ")");
     const auto params = f.object("params");
-    const bool img2img = Fields(params, "params").has("init_images");
-    GenerationRequest request;
-    try {
-      request = parse_generation_request(params, img2img, current_settings(), options.image_limits);
-    } catch (const HttpError& e) {
-      if (e.field().empty()) throw;
-      throw HttpError(e.status(), "params." + e.field(), std::string(e.what()).substr(e.field().size() + 2));
-    }
-    request.save_images = f.boolean("save_images", true);
     std::shared_ptr<Job> job;
     try {
-      job = submit_generation(kind, std::move(request));
+      if (kind == "generate") {
+        const bool img2img = Fields(params, "params").has("init_images");
+        GenerationRequest request;
+        try {
+          request = parse_generation_request(params, img2img, current_settings(), options.image_limits);
+        } catch (const HttpError& e) {
+          if (e.field().empty()) throw;
+          throw HttpError(e.status(), "params." + e.field(), std::string(e.what()).substr(e.field().size() + 2));
+        }
+        request.save_images = f.boolean("save_images", true);
+        job = submit_generation(kind, std::move(request));
+      } else {
+        auto [runner, summary] = methods.prepare(kind, params);
+        job = queue.submit(kind, std::move(summary), std::move(runner));
+      }
     } catch (const HttpError& e) {
       throw_queue_error(res, e);
     }
@@ -375,7 +392,7 @@ struct Server::Impl {
                                {"model", a1111_model_title(pipeline)},
                                {"native_size", pipeline.native_size()},
                                {"samplers", a1111_samplers()},
-                               {"job_kinds", {"generate"}},
+                               {"job_kinds", job_kinds()},
                                {"queue_capacity", options.queue_capacity},
                                {"max_body_bytes", options.max_body_bytes},
                                {"max_image_side", options.image_limits.max_side}});

@@ -12,6 +12,7 @@
 namespace sine::server {
 
 struct ServeOptions {
+  LoadOptions model;               // how the served model was loaded (method jobs load copies of it)
   std::string host = "127.0.0.1";
   int port = 7860;                 // 0: any free port (tests)
   std::string data_dir = "sine-data";  // artefacts (images and files that jobs produce)

@@ -45,7 +45,8 @@ struct Running {
   std::thread thread;
   int port = 0;
 
-  Running(Pipeline& pipe, ServeOptions o) {
+  Running(Pipeline& pipe, ServeOptions o, LoadOptions model = tiny_options()) {
+    o.model = model;
     o.host = "127.0.0.1";
     o.port = 0;
     o.data_dir = testing::TempDir() + "/sine_serve_" + std::to_string(reinterpret_cast<uintptr_t>(this));
@@ -179,7 +180,7 @@ TEST(ServeA1111, ModelSamplerSchedulerAndOptionRoutesHaveA1111Shapes) {
 TEST(ServeA1111, Txt2ImgOnTheBundledModelPassesTheJudge) {
   LoadOptions o;  // the bundled default model
   Pipeline pipe = Pipeline::load(o);
-  Running r(pipe, ServeOptions{});
+  Running r(pipe, ServeOptions{}, o);
   const std::string caption = "a red circle in the center on a white background";
   auto res = post(r, "/sdapi/v1/txt2img",
                   {{"prompt", caption}, {"steps", 20}, {"cfg_scale", 5}, {"seed", 100}, {"sampler_name", "DDIM"}});
@@ -275,6 +276,55 @@ TEST(ServeJobs, EventsArriveInOrderAndEndWithDoneAndTheArtifactDownloads) {
   for (const auto& a : parse(r.client().Get("/sine/v1/artifacts")))
     listed = listed || a["id"] == result["artifacts"][0]["id"];
   EXPECT_TRUE(listed);
+}
+
+// SINE over the job API: a fine-tune job (a copy of the model; the served weights stay as they
+// were), then an edit job naming its artefact; the PNG carries SINE's K and v.
+TEST(ServeJobs, SineFinetuneThenEditByArtifactId) {
+  auto& r = tiny_server();
+  torch::manual_seed(3);
+  auto image = torch::randint(0, 256, {64, 64, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  const auto before = tiny_pipeline().model()->unet->parameters()[0].clone();
+  auto res = post(r, "/sine/v1/jobs",
+                  {{"kind", "finetune"},
+                   {"params", {{"image", base64_encode(encode_png(image))}, {"class_word", "dog"}, {"steps", 2}}}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  auto job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  const std::string finetune = job["result"]["finetune"];
+  EXPECT_EQ(job["result"]["prompt"], "photo of a sks dog");
+  EXPECT_EQ(job["result"]["artifacts"][0]["kind"], "finetune");
+  EXPECT_TRUE(torch::equal(tiny_pipeline().model()->unet->parameters()[0], before)) << "the served model changed";
+
+  res = post(r, "/sine/v1/jobs",
+             {{"kind", "edit"},
+              {"params", {{"finetune", finetune}, {"prompt", "a dog with a hat"}, {"K", 1}, {"v", 0.6}, {"steps", 3},
+                          {"width", 64}, {"height", 96}}}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  auto params = GenerationParameters::parse(job["result"]["infotexts"][0].get<std::string>());
+  EXPECT_EQ(params.prompt, "a dog with a hat");
+  EXPECT_EQ(params.get("SINE K"), "1");
+  EXPECT_EQ(params.get("SINE v"), "0.6");
+  EXPECT_EQ(params.get("SINE desc"), "photo of a sks dog");
+  EXPECT_EQ(params.get("Size"), "64x96");
+  const std::string url = job["result"]["artifacts"][0]["url"];
+  auto png = r.client().Get(url.c_str());
+  ASSERT_TRUE(png);
+  auto edited = decode_image(png->body, "edit");
+  EXPECT_EQ(edited.size(0), 96);
+  EXPECT_EQ(edited.size(1), 64);
+
+  res = post(r, "/sine/v1/jobs", {{"kind", "edit"}, {"params", {{"finetune", "nope-0"}, {"prompt", "x"}}}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "params.finetune");
+  res = post(r, "/sine/v1/jobs", {{"kind", "finetune"}, {"params", {{"image", base64_encode(encode_png(image))}}}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(parse(res)["field"], "params.class_word");
 }
 
 TEST(ServeJobs, CancelStopsARunningJobWithinOneStep) {

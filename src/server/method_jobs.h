@@ -1,0 +1,47 @@
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "pipeline/pipeline.h"
+#include "server/artifacts.h"
+#include "server/image_codec.h"
+#include "server/jobs.h"
+
+// The papers' methods as server jobs. Each reads its request into the method's own config (errors
+// name the field), runs the library on the job's worker thread with progress and cancellation,
+// and stages its files as artefacts.
+namespace sine::server {
+
+// SINE stage 1 (`finetune`): fine-tune a copy of the served model on one image; the artefact is the
+// fine-tune file `sine finetune` writes, usable by later `edit` jobs by its artefact id.
+//   params: image (base64), class_word, patch (bool), steps (default: 800 whole / 10000 patch),
+//           lr (default: 1e-6 SD-size, 1e-4 small models), lora_rank, seed, prompt_template
+// SINE stage 2 (`edit`): model-based guidance with K and v (β = 1 − v) over one fine-tune.
+//   params: finetune (artefact id), prompt (the edit), desc (default: the fine-tune's prompt), K,
+//           v, cfg_scale, steps, width, height (any size: patch fine-tunes stretch their grid),
+//           seed, mode (sine | no-guidance | pretrained)
+
+class MethodJobs {
+ public:
+  // `base`: how the served model was loaded (jobs that change weights load their own copy).
+  MethodJobs(Pipeline& pipeline, LoadOptions base, ArtifactStore& artifacts, ImageLimits limits)
+      : pipeline_(pipeline), base_(std::move(base)), artifacts_(artifacts), limits_(limits) {}
+
+  // The job kinds this class runs.
+  static const std::vector<std::string>& kinds();
+  // Parses `params` of a job of `kind` (HttpError 400 naming "params.<field>") and returns the
+  // runner and a summary of the request. Called on the HTTP thread; the runner on the worker.
+  std::pair<JobRunner, nlohmann::json> prepare(const std::string& kind, const nlohmann::json& params);
+
+ private:
+  JobRunner finetune(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner edit(const nlohmann::json& params, nlohmann::json& summary);
+
+  Pipeline& pipeline_;
+  LoadOptions base_;
+  ArtifactStore& artifacts_;
+  ImageLimits limits_;
+};
+
+}  // namespace sine::server
