@@ -17,7 +17,8 @@ case "$torch_source" in debian|pip) ;; *) echo "install-deps.sh: --torch must be
 pkgs=(build-essential cmake ninja-build ccache pkg-config git
       libtorch-dev libopenblas0-pthread
       libicu-dev libpng-dev zlib1g-dev libstb-dev nlohmann-json3-dev libcli11-dev
-      libgtest-dev libgmock-dev libcpp-httplib-dev libssl-dev time)
+      libgtest-dev libgmock-dev libcpp-httplib-dev libssl-dev time
+      chromium chromium-driver python3-selenium python3-pil)  # the last line: the page's browser test
 [ "$torch_source" = pip ] && pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

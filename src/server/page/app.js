@@ -164,8 +164,9 @@ function setStatus(text, fraction) {
   $('status').textContent = text;
   if (fraction !== undefined) $('bar').value = fraction;
 }
+const runButtons = () => document.querySelectorAll('button.primary');
 
-function params() {
+function generateParams() {
   const p = {
     prompt: $('prompt').value, negative_prompt: $('negative').value,
     sampler_name: $('sampler').value, scheduler: $('scheduler').value,
@@ -181,35 +182,44 @@ function params() {
   return p;
 }
 
-async function run() {
+// Queues a job and follows its events; `source` (a data URL) is shown beside image results.
+async function runJob(kind, params, source, onDone) {
   showError('');
   let job;
   try {
-    job = await api('POST', '/sine/v1/jobs', { kind: 'generate', params: params() });
+    job = await api('POST', '/sine/v1/jobs', { kind, params });
   } catch (e) { return showError(e.message); }
   currentJob = job.id;
-  $('run').disabled = true; $('cancel').disabled = false;
-  setStatus('queued (position ' + job.queue_position + ')', 0);
-  const source = hasImage ? sourceDataUrl : null;
+  for (const b of runButtons()) b.disabled = true;
+  $('cancel').disabled = false;
+  setStatus(kind + ': queued (position ' + job.queue_position + ')', 0);
   events = new EventSource(withKey('/sine/v1/jobs/' + job.id + '/events'));
-  events.addEventListener('running', () => setStatus('running', 0));
+  events.addEventListener('running', () => setStatus(kind + ': running', 0));
   events.addEventListener('progress', (e) => {
     const d = JSON.parse(e.data);
     const eta = d.eta_seconds > 0 ? ', ETA ' + d.eta_seconds.toFixed(1) + ' s' : '';
-    setStatus((d.stage ? d.stage + ': ' : '') + d.step + '/' + d.total + eta, d.total ? d.step / d.total : 0);
+    setStatus(kind + (d.stage ? ' (' + d.stage + ')' : '') + ': ' + d.step + '/' + d.total + eta,
+              d.total ? d.step / d.total : 0);
   });
   events.addEventListener('preview', (e) => { $('preview').src = JSON.parse(e.data).image; $('preview').hidden = false; });
-  events.addEventListener('done', (e) => { finish('done', 1); showResult(JSON.parse(e.data).result, source); });
-  events.addEventListener('failed', (e) => { finish('failed', 0); showError(JSON.parse(e.data).error); });
-  events.addEventListener('cancelled', () => finish('cancelled', 0));
+  events.addEventListener('done', (e) => {
+    const result = JSON.parse(e.data).result;
+    finish(kind + ': done', 1);
+    $('preview').hidden = true;  // the result replaces the last preview
+    showResult(result, source);
+    if (onDone) onDone(result);
+  });
+  events.addEventListener('failed', (e) => { finish(kind + ': failed', 0); showError(JSON.parse(e.data).error); });
+  events.addEventListener('cancelled', () => finish(kind + ': cancelled', 0));
 }
 function finish(state, fraction) {
   if (events) events.close();
   events = null; currentJob = null;
-  $('run').disabled = false; $('cancel').disabled = true;
+  for (const b of runButtons()) b.disabled = false;
+  $('cancel').disabled = true;
   setStatus(state, fraction);
 }
-$('run').addEventListener('click', run);
+$('run').addEventListener('click', () => runJob('generate', generateParams(), hasImage ? sourceDataUrl : null));
 $('cancel').addEventListener('click', async () => {
   if (!currentJob) return;
   try { await api('DELETE', '/sine/v1/jobs/' + currentJob); } catch (e) { showError(e.message); }
@@ -217,10 +227,19 @@ $('cancel').addEventListener('click', async () => {
 
 function showResult(result, source) {
   for (const [i, artifact] of (result.artifacts || []).entries()) {
-    if (artifact.kind !== 'image') continue;
     const url = withKey(artifact.url);
     const box = document.createElement('div');
     box.className = 'result';
+    const download = document.createElement('a');
+    download.href = url; download.download = artifact.filename; download.className = 'button';
+    if (artifact.kind !== 'image') {
+      const text = document.createElement('p');
+      text.textContent = artifact.kind + ' ' + artifact.id + (artifact.info && artifact.info.prompt ? ' ("' + artifact.info.prompt + '")' : '');
+      download.textContent = 'Download ' + artifact.filename;
+      box.append(text, download);
+      $('gallery').prepend(box);
+      continue;
+    }
     const compare = document.createElement('div');
     compare.className = 'compare';
     const after = document.createElement('img');
@@ -240,13 +259,65 @@ function showResult(result, source) {
     }
     const info = document.createElement('pre');
     info.textContent = artifact.info && artifact.info.infotext ? artifact.info.infotext : '';
-    const download = document.createElement('a');
-    download.href = url; download.download = artifact.filename; download.textContent = 'Download PNG';
-    download.className = 'button';
+    download.textContent = 'Download PNG';
     box.append(compare, info, download);
     $('gallery').prepend(box);
   }
 }
+
+// ---- tabs ------------------------------------------------------------------------------------
+const tabs = [...document.querySelectorAll('[role=tab]')];
+function selectTab(tab) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute('aria-selected', on);
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute('aria-controls')).hidden = !on;
+  }
+  tab.focus();
+}
+for (const [i, t] of tabs.entries()) {
+  t.addEventListener('click', () => selectTab(t));
+  t.addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowRight') selectTab(tabs[(i + 1) % tabs.length]);
+    if (e.key === 'ArrowLeft') selectTab(tabs[(i + tabs.length - 1) % tabs.length]);
+  });
+}
+
+// ---- SINE ------------------------------------------------------------------------------------
+let sineSource = null;
+$('sine-file').addEventListener('change', (e) => {
+  if (!e.target.files[0]) return;
+  loadImageFile(e.target.files[0], (img, dataUrl) => {
+    sineSource = dataUrl;
+    $('sine-source').src = dataUrl; $('sine-source').hidden = false;
+  });
+});
+async function refreshFinetunes(select) {
+  try {
+    const list = await api('GET', '/sine/v1/artifacts');
+    $('sine-model').textContent = '';
+    for (const a of list.filter((a) => a.kind === 'finetune'))
+      $('sine-model').append(new Option(a.id + (a.info && a.info.prompt ? ' — ' + a.info.prompt : ''), a.id));
+    if (select) $('sine-model').value = select;
+  } catch (e) { showError(e.message); }
+}
+$('sine-finetune').addEventListener('click', () => {
+  if (!sineSource) return showError('choose the image to fine-tune on first');
+  const params = { image: sineSource, class_word: $('sine-class').value, steps: Number($('sine-steps').value),
+                   patch: $('sine-patch').checked, lora_rank: Number($('sine-lora').value) };
+  if ($('sine-lr').value) params.lr = Number($('sine-lr').value);
+  runJob('finetune', params, null, (result) => refreshFinetunes(result.finetune));
+});
+$('sine-edit').addEventListener('click', () => {
+  if (!$('sine-model').value) return showError('fine-tune a model first (step 1)');
+  runJob('edit', {
+    finetune: $('sine-model').value, prompt: $('sine-prompt').value,
+    K: Number($('sine-K').value), v: Number($('sine-v').value), cfg_scale: Number($('sine-cfg').value),
+    steps: Number($('sine-edit-steps').value), width: Number($('sine-width').value),
+    height: Number($('sine-height').value), seed: Number($('sine-seed').value),
+  }, sineSource);
+});
 
 // ---- start -----------------------------------------------------------------------------------
 (async () => {
@@ -255,5 +326,6 @@ function showResult(result, source) {
     $('model').textContent = info.model;
     for (const s of info.samplers) $('sampler').append(new Option(s.name, s.name));
     $('sampler').value = 'Euler a';
+    refreshFinetunes();
   } catch (e) { showError(e.message); }
 })();
