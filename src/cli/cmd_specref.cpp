@@ -162,12 +162,6 @@ struct EditFlags {
   bool blend = false, null_text = false;
 };
 
-p2p::EditKind choose_kind(const std::string& name, const std::string& source, const std::string& target) {
-  if (name != "auto") return p2p::parse_edit_kind(name);
-  return p2p::split_words(source).size() == p2p::split_words(target).size() ? p2p::EditKind::replace
-                                                                              : p2p::EditKind::refine;
-}
-
 std::map<std::string, float> parse_reweight(const std::string& text) {
   std::map<std::string, float> out;
   for (const auto& item : split_list(text)) {
@@ -201,25 +195,6 @@ std::map<std::string, p2p::Bounds> parse_cross_words(const std::string& text) {
   return out;
 }
 
-p2p::LocalBlendConfig blend_config(const std::string& words, const std::string& source, const std::string& target,
-                                   double th, double start) {
-  p2p::LocalBlendConfig c;
-  c.threshold = c.substruct_threshold = th;
-  c.start = start;
-  if (!words.empty()) {
-    auto colon = words.find(':');
-    if (colon == std::string::npos) throw Error("--blend-words: expected SOURCE_WORDS:TARGET_WORDS (e.g. cat:dog)");
-    c.source_words = split_list(words.substr(0, colon));
-    c.target_words = split_list(words.substr(colon + 1));
-  } else {
-    auto [a, b] = p2p::differing_words(source, target);
-    if (a.empty()) throw Error("--blend-words: the prompts differ in length; name the words as SOURCE:TARGET");
-    c.source_words = a;
-    c.target_words = b;
-  }
-  return c;
-}
-
 void run_p2p(const EditFlags& f) {
   if (f.prompt.empty()) throw Error("-p/--prompt (the source prompt) is required");
   if (f.target.empty()) throw Error("--target (the edited prompt) is required");
@@ -228,7 +203,7 @@ void run_p2p(const EditFlags& f) {
     throw Error("--path: unknown reconstruction path '" + f.path + "' (known: auto, latents, null-text)");
   const auto equalizer_values = parse_reweight(f.reweight);
   const auto cross_words = parse_cross_words(f.cross_words);
-  const auto kind = choose_kind(f.edit, f.prompt, f.target);
+  const auto kind = p2p::choose_edit_kind(f.edit, f.prompt, f.target);
   if (kind == p2p::EditKind::replace && p2p::split_words(f.prompt).size() != p2p::split_words(f.target).size())
     throw Error("--edit replace: word swap needs prompts with the same number of words; use --edit refine");
   Pipeline pipe = load_pipeline(f.model);
@@ -285,7 +260,7 @@ void run_p2p(const EditFlags& f) {
   p2p::Controller controller(pipe.tokenizer(), f.prompt, f.target, pc, rules.store_max_pixels);
   std::unique_ptr<p2p::LocalBlend> blend;
   if (f.blend || !f.blend_words.empty()) {
-    auto bc = blend_config(f.blend_words, f.prompt, f.target, f.blend_threshold, f.blend_start);
+    auto bc = p2p::LocalBlendConfig::for_prompts(f.blend_words, f.prompt, f.target, f.blend_threshold, f.blend_start);
     if (!f.blend_substruct.empty()) {
       auto colon = f.blend_substruct.find(':');
       if (colon == std::string::npos) throw Error("--blend-substruct: expected SOURCE_WORDS:TARGET_WORDS");
@@ -380,7 +355,7 @@ void run_specref_cmd(const SpecRefFlags& f) {
   c.sr.threshold = f.threshold;
   c.sr.bilinear = f.bilinear;
   c.sr.mask_mode = specref::parse_mask_mode(f.masks);
-  c.p2p.kind = choose_kind(f.edit, f.prompt, f.target);
+  c.p2p.kind = p2p::choose_edit_kind(f.edit, f.prompt, f.target);
   c.p2p.cross_replace = {0.0, f.cross_replace};
   c.p2p.self_replace = {0.0, f.self_replace};
   c.local_blend = !f.no_blend;
@@ -390,7 +365,7 @@ void run_specref_cmd(const SpecRefFlags& f) {
   in.edit_words = split_list(f.words);
   in.reference_prompt = f.ref_prompt;
   if (c.local_blend) {
-    c.blend = blend_config(f.blend_words.empty() ? std::string() : f.blend_words, f.prompt, f.target,
+    c.blend = p2p::LocalBlendConfig::for_prompts(f.blend_words.empty() ? std::string() : f.blend_words, f.prompt, f.target,
                            f.blend_threshold, f.blend_start);
   }
   Pipeline pipe = load_pipeline(f.model);

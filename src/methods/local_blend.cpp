@@ -1,11 +1,24 @@
 #include "methods/local_blend.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "methods/word_alignment.h"
 
 namespace sine::p2p {
 
 namespace {
+
+std::vector<std::string> comma_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
 
 torch::Tensor word_weights(const ClipTokenizer& tokenizer, const std::string& source, const std::string& target,
                            const std::vector<std::string>& source_words, const std::vector<std::string>& target_words,
@@ -71,6 +84,25 @@ torch::Tensor LocalBlend::operator()(const torch::Tensor& x, const AttentionStor
   auto m = last_mask_.to(x.options());
   auto x0 = x.narrow(0, 0, 1);
   return x0 + m * (x - x0);
+}
+
+LocalBlendConfig LocalBlendConfig::for_prompts(const std::string& words, const std::string& source,
+                                               const std::string& target, double threshold, double start) {
+  LocalBlendConfig c;
+  c.threshold = c.substruct_threshold = threshold;
+  c.start = start;
+  if (!words.empty()) {
+    const auto colon = words.find(':');
+    if (colon == std::string::npos) throw Error("blend_words: expected SOURCE_WORDS:TARGET_WORDS (e.g. cat:dog)");
+    c.source_words = comma_list(words.substr(0, colon));
+    c.target_words = comma_list(words.substr(colon + 1));
+  } else {
+    auto [a, b] = differing_words(source, target);
+    if (a.empty()) throw Error("blend_words: the prompts differ in length; name the words as SOURCE:TARGET");
+    c.source_words = a;
+    c.target_words = b;
+  }
+  return c;
 }
 
 }  // namespace sine::p2p

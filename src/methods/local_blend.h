@@ -18,6 +18,12 @@ struct LocalBlendConfig {
   double threshold = 0.3;            // th[0] (pooled maps)
   double substruct_threshold = 0.3;  // th[1] (unpooled maps)
   double start = 0.2;                // blend when counter > int(start · steps)
+
+  // The blend over `words` ("SOURCE_WORDS:TARGET_WORDS", comma-separated lists, e.g. "cat:dog") or,
+  // when empty, over the words where the two prompts differ (prompts of equal length only); the
+  // official notebook's LocalBlend(prompts, (("cat",), ("dog",))). Errors name "blend_words".
+  static LocalBlendConfig for_prompts(const std::string& words, const std::string& source, const std::string& target,
+                                      double threshold = 0.3, double start = 0.2);
 };
 
 class LocalBlend {

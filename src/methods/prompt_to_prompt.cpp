@@ -15,6 +15,11 @@ EditKind parse_edit_kind(const std::string& name) {
   throw Error("--edit: unknown edit '" + name + "' (known: replace, refine, none)");
 }
 
+EditKind choose_edit_kind(const std::string& name, const std::string& source, const std::string& target) {
+  if (name != "auto") return parse_edit_kind(name);
+  return split_words(source).size() == split_words(target).size() ? EditKind::replace : EditKind::refine;
+}
+
 const char* edit_kind_name(EditKind kind) {
   switch (kind) {
     case EditKind::replace: return "replace";

@@ -23,6 +23,8 @@ class LocalBlend;
 
 enum class EditKind { none, replace, refine };
 EditKind parse_edit_kind(const std::string& name);  // "replace"/"swap", "refine", "none"
+// `name`, or for "auto" Replace when the prompts have as many words, else Refine.
+EditKind choose_edit_kind(const std::string& name, const std::string& source, const std::string& target);
 const char* edit_kind_name(EditKind kind);
 
 // (start, end) fractions of the schedule.

@@ -233,7 +233,8 @@ torch::Tensor derive_reference_mask(Pipeline& pipe, const std::vector<torch::Ten
   return resize_map(map, image_h, image_w, true).clamp(0, 1);
 }
 
-JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const SpecRefConfig& config, bool progress) {
+JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const SpecRefConfig& config, bool progress,
+                              const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   const int64_t n = config.steps;
   if (n < 1) throw Error("--steps must be at least 1");
@@ -255,7 +256,10 @@ JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const Spe
     ProgressBar bar("specref invert", n, progress);
     ScopedAttentionHook guard(pipe.model()->unet, &recorder);
     latents = ddim_invert(pipe, torch::cat({z_src, z_ref}), context, inv, pipe.encode_prompt(""),
-                          [&](int64_t d, int64_t) { bar.update(d); });
+                          [&](int64_t d, int64_t total) {
+                            bar.update(d);
+                            if (on_step) on_step(d, total);
+                          });
     bar.finish();
   }
   joint.seconds = seconds_since(t0);
@@ -267,7 +271,7 @@ JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const Spe
 }
 
 SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, const SpecRefInputs& in,
-                                  const SpecRefConfig& config, bool progress) {
+                                  const SpecRefConfig& config, bool progress, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   SpecRefResult result;
   if (in.edit_words.empty()) throw Error("--words: name the edited word(s) of the target prompt");
@@ -314,7 +318,10 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
   {
     ProgressBar bar("specref edit", n, progress);
     x = p2p::edit_latents(pipe, in.source_prompt, in.target_prompt, joint.source_latents.back(), &sr,
-                          &controller.store(), blend.get(), path, eo, [&](int64_t d, int64_t) { bar.update(d); });
+                          &controller.store(), blend.get(), path, eo, [&](int64_t d, int64_t total) {
+                            bar.update(d);
+                            if (on_step) on_step(d, total);
+                          });
     bar.finish();
   }
   auto images = pipe.decode_latents(x);
@@ -327,9 +334,10 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
   return result;
 }
 
-SpecRefResult run_specref(Pipeline& pipe, const SpecRefInputs& in, const SpecRefConfig& config, bool progress) {
-  auto joint = invert_jointly(pipe, in, config, progress);
-  return edit_with_reference(pipe, joint, in, config, progress);
+SpecRefResult run_specref(Pipeline& pipe, const SpecRefInputs& in, const SpecRefConfig& config, bool progress,
+                          const StepCallback& on_step) {
+  auto joint = invert_jointly(pipe, in, config, progress, on_step);
+  return edit_with_reference(pipe, joint, in, config, progress, on_step);
 }
 
 }  // namespace sine::specref

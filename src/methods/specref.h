@@ -155,15 +155,16 @@ struct JointInversion {
   EditLayerRules rules;
   double seconds = 0;
 };
+// `on_step` (optional) hears each step of each stage, and may throw to cancel.
 JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& inputs, const SpecRefConfig& config,
-                              bool progress = true);
+                              bool progress = true, const StepCallback& on_step = {});
 
 // Stage B (M_s derived here when inputs.ms_pixels is undefined and the mode uses it).
 SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& inversion, const SpecRefInputs& inputs,
-                                  const SpecRefConfig& config, bool progress = true);
+                                  const SpecRefConfig& config, bool progress = true, const StepCallback& on_step = {});
 
 // Both stages.
 SpecRefResult run_specref(Pipeline& pipe, const SpecRefInputs& inputs, const SpecRefConfig& config,
-                          bool progress = true);
+                          bool progress = true, const StepCallback& on_step = {});
 
 }  // namespace sine::specref

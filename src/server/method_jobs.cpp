@@ -1,9 +1,15 @@
 #include "server/method_jobs.h"
 
+#include <algorithm>
+
 #include "io/image.h"
+#include "methods/concept_file.h"
+#include "methods/single_insert.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
 #include "methods/sine_model.h"
+#include "methods/specref.h"
+#include "methods/word_alignment.h"
 #include "server/request_fields.h"
 
 namespace sine::server {
@@ -25,7 +31,7 @@ auto as_field_error(const std::string& field, F f) -> decltype(f()) {
 }  // namespace
 
 const std::vector<std::string>& MethodJobs::kinds() {
-  static const std::vector<std::string> k{"finetune", "edit"};
+  static const std::vector<std::string> k{"finetune", "edit", "insert-train", "insert-generate", "specref"};
   return k;
 }
 
@@ -36,6 +42,12 @@ std::pair<JobRunner, nlohmann::json> MethodJobs::prepare(const std::string& kind
     runner = finetune(params, summary);
   else if (kind == "edit")
     runner = edit(params, summary);
+  else if (kind == "insert-train")
+    runner = insert_train(params, summary);
+  else if (kind == "insert-generate")
+    runner = insert_generate(params, summary);
+  else if (kind == "specref")
+    runner = specref(params, summary);
   else
     throw bad_field("kind", "not a method job kind: '" + kind + "'");
   return {std::move(runner), std::move(summary)};
@@ -142,6 +154,214 @@ JobRunner MethodJobs::edit(const nlohmann::json& params, nlohmann::json& summary
     p.set("Version", std::string("sine ") + SINE_VERSION);
     job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
     return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
+  };
+}
+
+JobRunner MethodJobs::insert_train(const nlohmann::json& params, nlohmann::json& summary) {
+  Fields f(params, "params");
+  const auto image_text = f.string("image");
+  if (image_text.empty()) throw bad_field("params.image", "required (base64 PNG/JPEG of the concept's image)");
+  const int64_t size = pipeline_.native_size();
+  auto image = fit_image(decode_image(base64_decode(image_text, "params.image"), "params.image", limits_), size, size,
+                         FitPolicy::CenterCrop);
+  torch::Tensor mask;
+  if (f.has("mask")) {
+    auto m = decode_mask(base64_decode(f.string("mask"), "params.mask"), "params.mask", limits_);
+    auto m8 = (m * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
+    mask = fit_image(m8, size, size, FitPolicy::CenterCrop).select(2, 0).to(torch::kFloat32).div(255).view({1, 1, size, size});
+  }
+  SingleInsertConfig c;
+  c.class_word = f.string("class_word");
+  if (c.class_word.empty()) throw bad_field("params.class_word", "required (the concept's class word, e.g. cube)");
+  c.objective = as_field_error("params.objective", [&] { return parse_insert_objective(f.string("objective", "fg+bg")); });
+  c.stage1_steps = f.integer("stage1_steps", c.stage1_steps, 0, 100000);
+  c.stage2_steps = f.integer("stage2_steps", c.stage2_steps, 0, 100000);
+  c.batch = f.integer("batch", c.batch, 1, 64);
+  c.stage1_lr = f.number("stage1_lr", c.stage1_lr, 1e-9, 1.0);
+  c.stage2_lr = f.number("stage2_lr", c.stage2_lr, 1e-9, 1.0);
+  c.lora_rank = f.integer("lora_rank", c.lora_rank, 1, 256);
+  c.use_semantic_loss = f.boolean("semantic_loss", c.use_semantic_loss);
+  c.seed = static_cast<uint64_t>(f.integer("seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  summary = c.to_json();
+  summary["mask"] = mask.defined() ? "given" : "derived from the class word's cross-attention";
+  LoadOptions base = base_;
+  return [base, c, image, mask](JobContext& job) -> nlohmann::json {
+    job.begin_stage("loading a copy of the model", 1);
+    Pipeline pipe = Pipeline::load(base);  // stage II attaches LoRA: never to the served copy
+    torch::Tensor m = mask;
+    if (!m.defined()) {
+      m = attention_mask(pipe, image, c.class_word, c.seed);
+      auto png = (m[0][0] * 255).round().to(torch::kUInt8).unsqueeze(2).expand({-1, -1, 3}).contiguous();
+      job.add_artifact("mask", "mask.png", "image/png", [&](const std::string& path) {
+        write_png(path, png, {{"parameters", "cross-attention mask of '" + c.class_word + "'"}});
+      });
+    }
+    SingleInsertTrainer trainer(pipe, image, m, c);
+    job.begin_stage("stage I", c.stage1_steps);
+    for (int64_t step = 1; step <= c.stage1_steps; ++step) {
+      trainer.run_stage1(step);
+      job.progress(step, c.stage1_steps);
+    }
+    if (c.stage1_steps == 0) trainer.run_stage1();
+    if (c.stage2_steps > 0) {
+      job.begin_stage("stage II", c.stage2_steps);
+      trainer.begin_stage2();
+      for (int64_t step = 1; step <= c.stage2_steps; ++step) {
+        trainer.run_stage2(step);  // stage II has its own Trainer, counting from 0
+        job.progress(step, c.stage2_steps);
+      }
+    }
+    Concept concept = trainer.concept_now();
+    const auto artifact = job.add_artifact(
+        "concept", "concept.safetensors", "application/octet-stream",
+        [&](const std::string& path) { save_concept(path, concept); },
+        {{"class_word", c.class_word}, {"token", concept.token}, {"stages", c.stage2_steps > 0 ? 2 : 1}});
+    return {{"concept", artifact.id}, {"token", concept.token}, {"class_word", c.class_word}, {"info", concept.info}};
+  };
+}
+
+JobRunner MethodJobs::insert_generate(const nlohmann::json& params, nlohmann::json& summary) {
+  Fields f(params, "params");
+  const auto ids = f.strings("concepts");
+  if (ids.empty()) throw bad_field("params.concepts", "required (artefact ids of insert-train results)");
+  std::vector<std::string> files;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto artifact = artifacts_.find(ids[i]);
+    if (!artifact || artifact->kind != "concept")
+      throw bad_field("params.concepts[" + std::to_string(i) + "]", "no concept artefact '" + ids[i] + "'");
+    files.push_back(artifacts_.file_path(*artifact));
+  }
+  std::vector<double> scales;
+  if (const auto* v = f.find("scales")) {
+    if (!v->is_array() || v->size() != ids.size())
+      throw bad_field("params.scales", "one number per concept (" + std::to_string(ids.size()) + ")");
+    for (size_t i = 0; i < v->size(); ++i) {
+      if (!(*v)[i].is_number()) throw bad_field("params.scales[" + std::to_string(i) + "]", "expected a number");
+      scales.push_back((*v)[i].get<double>());
+    }
+  }
+  GenerateOptions o;
+  o.prompt = f.string("prompt");
+  if (o.prompt.empty()) throw bad_field("params.prompt", "required, with the concept token (e.g. \"* cube on the beach\")");
+  o.negative_prompt = f.string("negative_prompt");
+  o.steps = f.integer("steps", 50, 1, 1000);
+  o.cfg_scale = f.number("cfg_scale", 7.5, 0.0, 100.0);
+  o.seed = static_cast<uint64_t>(f.integer("seed", 42, 0, std::numeric_limits<int64_t>::max()));
+  o.width = f.integer("width", 0, 0, limits_.max_side);
+  o.height = f.integer("height", 0, 0, limits_.max_side);
+  if (o.width % 8 || o.height % 8) throw bad_field(o.width % 8 ? "params.width" : "params.height", "must be a multiple of 8");
+  summary = {{"concepts", ids}, {"scales", scales}, {"prompt", o.prompt}, {"negative_prompt", o.negative_prompt},
+             {"steps", o.steps}, {"cfg_scale", o.cfg_scale}, {"seed", o.seed}, {"width", o.width}, {"height", o.height}};
+  Pipeline* pipe = &pipeline_;
+  return [pipe, files, ids, scales, o](JobContext& job) -> nlohmann::json {
+    std::vector<Concept> concepts;
+    for (const auto& file : files) concepts.push_back(load_concept(file));
+    if (concepts.size() > 1)  // each concept its own token: *1, *2, ... (as `sine insert generate`)
+      for (size_t i = 0; i < concepts.size(); ++i) concepts[i].token = "*" + std::to_string(i + 1);
+    if (concepts[0].vector.size(0) != pipe->config().text.width)
+      throw bad_field("params.concepts", "token width " + std::to_string(concepts[0].vector.size(0)) +
+                                             " does not match the model's text width " +
+                                             std::to_string(pipe->config().text.width));
+    // The concepts' LoRA on the served model for this job only, removed however the job ends.
+    struct Attached {
+      std::vector<LoRANetwork> nets;
+      ~Attached() {
+        for (auto& n : nets) n.remove();
+      }
+    } attached{attach_concepts(pipe->model(), concepts, scales)};
+    job.begin_stage("sampling", o.steps);
+    auto image = generate_with_concepts(*pipe, concepts, o, job.step_callback());
+    GenerationParameters p = pipe->describe(o, image.size(0), image.size(1));
+    p.set("Sampler", "DDIM");
+    p.set("Schedule type", "Automatic");
+    std::string list;
+    for (size_t i = 0; i < concepts.size(); ++i)
+      list += (i ? ", " : "") + concepts[i].token + "=" + ids[i] + (scales.empty() ? "" : "@" + std::to_string(scales[i]));
+    p.set("SingleInsert concepts", list);
+    job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
+    return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
+  };
+}
+
+JobRunner MethodJobs::specref(const nlohmann::json& params, nlohmann::json& summary) {
+  Fields f(params, "params");
+  const int64_t size = pipeline_.native_size();
+  auto image = [&](const std::string& name) {
+    const auto text = f.string(name);
+    if (text.empty()) throw bad_field("params." + name, "required (base64 PNG/JPEG)");
+    return fit_image(decode_image(base64_decode(text, "params." + name), "params." + name, limits_), size, size,
+                     FitPolicy::CenterCrop);
+  };
+  specref::SpecRefInputs in;
+  in.source = image("source");
+  in.reference = image("reference");
+  if (f.has("ref_mask")) {
+    auto m = decode_mask(base64_decode(f.string("ref_mask"), "params.ref_mask"), "params.ref_mask", limits_);
+    auto m8 = (m * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
+    in.ms_pixels = fit_image(m8, size, size, FitPolicy::CenterCrop).select(2, 0).to(torch::kFloat32).div(255);
+  }
+  in.source_prompt = f.string("prompt");
+  in.target_prompt = f.string("target");
+  if (in.source_prompt.empty()) throw bad_field("params.prompt", "required (the source image's prompt)");
+  if (in.target_prompt.empty()) throw bad_field("params.target", "required (the edited prompt)");
+  for (const auto& item : f.strings("words")) {
+    size_t start = 0;
+    while (start <= item.size()) {
+      const size_t end = std::min(item.find(',', start), item.size());
+      if (end > start) in.edit_words.push_back(item.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  if (in.edit_words.empty()) throw bad_field("params.words", "required (the edited word(s) of the target prompt)");
+  for (const auto& word : in.edit_words)
+    if (p2p::word_indices(pipeline_.tokenizer(), in.target_prompt, word).empty())
+      throw bad_field("params.words", "'" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
+  in.reference_prompt = f.string("reference_prompt");
+  specref::SpecRefConfig c;
+  c.steps = f.integer("steps", 50, 2, 1000);
+  c.cfg_scale = f.number("cfg_scale", 7.5, 0.0, 100.0);
+  c.sr.sr_start = f.integer("sr_start", 4, 0, c.steps - 1);
+  c.sr.sr_end = f.integer("sr_end", c.steps, c.sr.sr_start + 1, c.steps);
+  c.sr.threshold = f.number("threshold", 0.5, 1e-6, 1.0);
+  c.sr.mask_mode = as_field_error("params.masks", [&] { return specref::parse_mask_mode(f.string("masks", "both")); });
+  c.p2p.kind = as_field_error("params.edit", [&] {
+    return p2p::choose_edit_kind(f.string("edit", "auto"), in.source_prompt, in.target_prompt);
+  });
+  c.p2p.cross_replace = {0.0, f.number("cross_replace", 0.8, 0.0, 1.0)};
+  c.p2p.self_replace = {0.0, f.number("self_replace", 0.6, 0.0, 1.0)};
+  c.local_blend = f.boolean("local_blend", true);
+  if (c.local_blend)
+    c.blend = as_field_error("params.blend_words", [&] {
+      return p2p::LocalBlendConfig::for_prompts(f.string("blend_words"), in.source_prompt, in.target_prompt,
+                                                f.number("blend_threshold", 0.3, 0.0, 1.0),
+                                                f.number("blend_start", 0.2, 0.0, 1.0));
+    });
+  summary = {{"prompt", in.source_prompt}, {"target", in.target_prompt}, {"words", in.edit_words},
+             {"steps", c.steps},           {"cfg_scale", c.cfg_scale},   {"masks", specref::mask_mode_name(c.sr.mask_mode)},
+             {"sr_steps", {c.sr.sr_start, c.sr.sr_end}}, {"edit", p2p::edit_kind_name(c.p2p.kind)},
+             {"local_blend", c.local_blend}, {"ref_mask", in.ms_pixels.defined() ? "given" : "derived"}};
+  Pipeline* pipe = &pipeline_;
+  return [pipe, in, c](JobContext& job) -> nlohmann::json {
+    job.begin_stage("joint inversion, then the edit", c.steps);
+    auto r = specref::run_specref(*pipe, in, c, false, job.step_callback());
+    GenerationParameters p;
+    p.prompt = in.target_prompt;
+    p.set("Steps", c.steps).set("Sampler", "DDIM").set("CFG scale", c.cfg_scale);
+    p.set("Size", std::to_string(r.result.size(1)) + "x" + std::to_string(r.result.size(0)));
+    if (const auto hash = pipe->model_hash(); !hash.empty()) p.set("Model hash", hash);
+    p.set("Model", pipe->model_name());
+    std::string words;
+    for (const auto& w : in.edit_words) words += (words.empty() ? "" : ",") + w;
+    p.set("SpecRef source prompt", in.source_prompt).set("SpecRef words", words);
+    p.set("SpecRef masks", specref::mask_mode_name(c.sr.mask_mode));
+    p.set("SpecRef M_s", r.ms_derived ? "derived" : "given");
+    p.set("SpecRef SR steps", std::to_string(c.sr.sr_start) + "-" + std::to_string(c.sr.sr_end - 1));
+    p.set("P2P edit", p2p::edit_kind_name(c.p2p.kind));
+    p.set("Version", std::string("sine ") + SINE_VERSION);
+    job.add_image(encode_png(r.result, p.png_text()), true, {{"infotext", p.format()}, {"role", "result"}});
+    job.add_image(encode_png(r.source_recon), true, {{"role", "source reconstruction"}});
+    return {{"infotexts", {p.format()}}, {"ms_derived", r.ms_derived}, {"invert_seconds", r.invert_seconds},
+            {"edit_seconds", r.edit_seconds}, {"cache_bytes", r.cache_bytes}};
   };
 }
 

@@ -21,6 +21,21 @@ namespace sine::server {
 //   params: finetune (artefact id), prompt (the edit), desc (default: the fine-tune's prompt), K,
 //           v, cfg_scale, steps, width, height (any size: patch fine-tunes stretch their grid),
 //           seed, mode (sine | no-guidance | pretrained)
+// SingleInsert stage I + II (`insert-train`) on a copy of the served model; the artefact is the
+// concept file `sine insert train` writes.
+//   params: image (base64), mask (base64; absent: the class word's cross-attention mask, kept as
+//           an artefact), class_word, objective (recon | fg | fg+bg), stage1_steps, stage2_steps,
+//           batch, stage1_lr, stage2_lr, lora_rank, semantic_loss (bool), seed
+// SingleInsert generation (`insert-generate`) with one or more concepts by artefact id.
+//   params: concepts ([id, ...]; tokens *, or *1, *2, ... for several), scales, prompt,
+//           negative_prompt, steps, cfg_scale, seed, width, height
+// SpecRef (`specref`): joint inversion of source and reference, then the edit with the
+// reference's K/V inside M_s, Prompt-to-Prompt control and LocalBlend.
+//   params: source, reference (base64), ref_mask (base64; absent: M_s from the reference's
+//           cross-attention to the words), prompt (source), target, words ([..] or "a,b"),
+//           reference_prompt, steps, cfg_scale, masks (both | ms | mt | none), sr_start, sr_end,
+//           threshold, edit (auto | replace | refine), cross_replace, self_replace, local_blend,
+//           blend_words ("cat:dog"), blend_threshold, blend_start
 
 class MethodJobs {
  public:
@@ -37,6 +52,9 @@ class MethodJobs {
  private:
   JobRunner finetune(const nlohmann::json& params, nlohmann::json& summary);
   JobRunner edit(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner insert_train(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner insert_generate(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner specref(const nlohmann::json& params, nlohmann::json& summary);
 
   Pipeline& pipeline_;
   LoadOptions base_;

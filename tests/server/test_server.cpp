@@ -327,6 +327,87 @@ TEST(ServeJobs, SineFinetuneThenEditByArtifactId) {
   EXPECT_EQ(parse(res)["field"], "params.class_word");
 }
 
+// SingleInsert over the job API: training (stage I + II, the mask derived from the class word's
+// cross-attention and kept as an artefact), then generation with the concept by its artefact id;
+// the served model carries no LoRA afterwards.
+TEST(ServeJobs, InsertTrainThenGenerateByArtifactId) {
+  auto& r = tiny_server();
+  torch::manual_seed(5);
+  auto image = torch::randint(0, 256, {128, 128, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  auto res = post(r, "/sine/v1/jobs",
+                  {{"kind", "insert-train"},
+                   {"params", {{"image", base64_encode(encode_png(image))}, {"class_word", "cube"},
+                               {"stage1_steps", 2}, {"stage2_steps", 2}, {"batch", 1}}}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  auto job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  const std::string concept_id = job["result"]["concept"];
+  std::vector<std::string> kinds;
+  for (const auto& a : job["result"]["artifacts"]) kinds.push_back(a["kind"]);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"mask", "concept"}));
+
+  const auto weights_before = tiny_pipeline().model()->unet->parameters().size();
+  res = post(r, "/sine/v1/jobs",
+             {{"kind", "insert-generate"},
+              {"params", {{"concepts", {concept_id}}, {"prompt", "* cube on the left"}, {"steps", 3}, {"width", 64},
+                          {"height", 64}}}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  auto params = GenerationParameters::parse(job["result"]["infotexts"][0].get<std::string>());
+  EXPECT_EQ(params.prompt, "* cube on the left");
+  EXPECT_EQ(params.get("SingleInsert concepts"), "*=" + concept_id);
+  EXPECT_EQ(tiny_pipeline().model()->unet->parameters().size(), weights_before) << "LoRA left attached";
+
+  res = post(r, "/sine/v1/jobs", {{"kind", "insert-generate"}, {"params", {{"concepts", {"nope-0"}}, {"prompt", "*"}}}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(parse(res)["field"], "params.concepts[0]");
+}
+
+// SpecRef over the job API with a given reference mask: the result and the source reconstruction
+// come back as artefacts, the PNG names the words and the masks used.
+TEST(ServeJobs, SpecRefEditsWithAReference) {
+  auto& r = tiny_server();
+  torch::manual_seed(6);
+  auto source = torch::randint(0, 256, {128, 128, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  auto reference = torch::randint(0, 256, {128, 128, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  auto mask = torch::zeros({128, 128, 3}, torch::kUInt8);
+  mask.narrow(0, 32, 64).narrow(1, 32, 64).fill_(255);
+  nlohmann::json params = {{"source", base64_encode(encode_png(source))},
+                           {"reference", base64_encode(encode_png(reference))},
+                           {"ref_mask", base64_encode(encode_png(mask))},
+                           {"prompt", "a cat on a sofa"},
+                           {"target", "a dog on a sofa"},
+                           {"words", {"dog"}},
+                           {"steps", 4},
+                           {"sr_start", 1}};
+  auto res = post(r, "/sine/v1/jobs", {{"kind", "specref"}, {"params", params}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  std::vector<int64_t> ids;
+  auto events = read_events(r, nlohmann::json::parse(res->body)["id"], &ids);
+  ASSERT_EQ(events.back().first, "done") << events.back().second.dump();
+  const auto result = events.back().second["result"];
+  EXPECT_FALSE(result["ms_derived"].get<bool>());
+  ASSERT_EQ(result["artifacts"].size(), 2u);
+  auto p = GenerationParameters::parse(result["infotexts"][0].get<std::string>());
+  EXPECT_EQ(p.prompt, "a dog on a sofa");
+  EXPECT_EQ(p.get("SpecRef words"), "dog");
+  EXPECT_EQ(p.get("SpecRef masks"), "both");
+  EXPECT_EQ(p.get("P2P edit"), "replace");
+  int64_t progress_events = 0;
+  for (const auto& [type, data] : events) progress_events += type == "progress";
+  EXPECT_GE(progress_events, 8) << "inversion and edit steps both reported";
+
+  params["words"] = {"horse"};
+  res = post(r, "/sine/v1/jobs", {{"kind", "specref"}, {"params", params}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "params.words");
+}
+
 TEST(ServeJobs, CancelStopsARunningJobWithinOneStep) {
   auto& r = tiny_server();
   auto res = post(r, "/sine/v1/jobs",
