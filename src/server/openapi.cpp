@@ -93,7 +93,7 @@ json openapi_document() {
       {"requestBody", json_body({{"type", "object"}})},
       {"responses", with_errors({{"200", response("ok", {{"nullable", true}})}})}};
   paths["/sine/v1/jobs"]["post"] = {
-      {"summary", "queue a job (kind: generate, finetune, edit); answers 202 with the job at once"},
+      {"summary", "queue a job (kind: generate, finetune, edit, insert-train, insert-generate, specref); 202 at once"},
       {"requestBody", json_body(ref("JobRequest"))},
       {"responses", with_errors({{"202", response("the queued job", ref("Job"))}})}};
   paths["/sine/v1/jobs"]["get"] = {{"summary", "jobs, newest first"},
@@ -140,13 +140,20 @@ json openapi_document() {
   schemas["JobRequest"] = {
       {"type", "object"},
       {"required", {"kind"}},
-      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit"}}}},
+      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit", "insert-train", "insert-generate", "specref"}}}},
                       {"params", {{"description",
                                    "generate: the txt2img fields, or img2img's with init_images. "
                                    "finetune (SINE stage 1): image (base64), class_word, patch, steps, lr, lora_rank, "
                                    "seed, prompt_template; result.finetune is the artefact id. "
                                    "edit (SINE model-based guidance): finetune (artefact id), prompt, desc, K, v, "
-                                   "cfg_scale, steps, width, height, seed, mode (sine | no-guidance | pretrained)"},
+                                   "cfg_scale, steps, width, height, seed, mode (sine | no-guidance | pretrained). "
+                                   "insert-train (SingleInsert): image, mask, class_word, objective, stage1_steps, "
+                                   "stage2_steps, batch, stage1_lr, stage2_lr, lora_rank, semantic_loss, seed. "
+                                   "insert-generate: concepts (artefact ids), scales, prompt, negative_prompt, steps, "
+                                   "cfg_scale, seed, width, height. specref: source, reference, ref_mask, prompt, "
+                                   "target, words, reference_prompt, steps, cfg_scale, masks, sr_start, sr_end, "
+                                   "threshold, edit, cross_replace, self_replace, local_blend, blend_words, "
+                                   "blend_threshold, blend_start"},
                                   {"type", "object"}}},
                       {"save_images", {{"type", "boolean"}, {"default", true}}}}}};
   schemas["Job"] = {

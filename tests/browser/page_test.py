@@ -4,8 +4,9 @@
 Starts `sine serve` on a free loopback port with the bundled shapes-world model, opens the page at
 1280x800, uploads a rendered scene, paints a mask stroke over its left half, runs an inpainting job
 and waits for the progress bar to reach 100 %; the result must appear and differ from the source
-only inside the (feathered) mask. Then the SINE tab: fine-tune on the scene (a few steps) and edit.
-Screenshots of both tabs go to --screenshots (docs/images when refreshing the docs).
+only inside the (feathered) mask. Then each method's tab runs on the same scene with few steps:
+SINE (fine-tune, edit), SpecRef (a reference with its object painted), SingleInsert (learn, generate).
+Screenshots of every tab go to --screenshots (docs/images when refreshing the docs).
 
 Exit codes: 0 passed, 1 failed, 77 skipped (no Chromium, chromedriver or Selenium here).
 """
@@ -62,6 +63,18 @@ def wait_for_status(driver, word, seconds):
         fail(f"job ended with '{status}': {driver.find_element(By.ID, 'error').text}")
 
 
+def set_value(driver, element_id, value):
+    box = driver.find_element(By.ID, element_id)
+    box.clear()
+    box.send_keys(value)
+
+
+def shoot(driver, folder, name):
+    if folder:
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(os.path.join(folder, name))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sine", required=True)
@@ -101,7 +114,7 @@ def main():
         canvas = driver.find_element(By.ID, "mask-canvas")
         w, h = canvas.size["width"], canvas.size["height"]
         brush = driver.find_element(By.ID, "brush")
-        driver.execute_script("arguments[0].value = 20", brush)
+        driver.execute_script("arguments[0].value = 80", brush)
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
         ActionChains(driver).move_to_element_with_offset(canvas, -w // 4, -h // 4).click_and_hold() \
             .move_by_offset(0, h // 2).release().perform()
@@ -140,8 +153,7 @@ def main():
             fail("nothing changed inside the mask")
         if args.screenshots:
             os.makedirs(args.screenshots, exist_ok=True)
-            driver.execute_script("window.scrollTo(0, 0)")
-            driver.save_screenshot(os.path.join(args.screenshots, "serve.png"))
+        shoot(driver, args.screenshots, "serve.png")
 
         # The SINE tab: a short fine-tune on the scene, then an edit with its artefact.
         driver.find_element(By.ID, "tab-sine").click()
@@ -157,9 +169,40 @@ def main():
         edit_steps.send_keys("20")
         driver.find_element(By.ID, "sine-edit").click()
         wait_for_status(driver, "edit: done", 300)
-        if args.screenshots:
-            driver.execute_script("window.scrollTo(0, 0)")
-            driver.save_screenshot(os.path.join(args.screenshots, "serve-sine.png"))
+        shoot(driver, args.screenshots, "serve-sine.png")
+
+        # SpecRef: a source, a reference with its object painted, the edit.
+        reference = os.path.join(work, "reference.png")
+        subprocess.run([args.sine, "-q", "world", "render", "--caption", "a blue star in the center on a white background",
+                        "-W", "64", "-H", "64", "-o", reference], check=True, stdout=subprocess.DEVNULL)
+        driver.find_element(By.ID, "tab-specref").click()
+        driver.find_element(By.ID, "sr-source-file").send_keys(scene)
+        driver.find_element(By.ID, "sr-ref-file").send_keys(reference)
+        ref_canvas = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "sr-ref-mask-canvas"))
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", ref_canvas)
+        driver.execute_script("document.getElementById('sr-ref-brush').value = 60")
+        rw, rh = ref_canvas.size["width"], ref_canvas.size["height"]
+        ActionChains(driver).move_to_element_with_offset(ref_canvas, -rw // 8, 0).click_and_hold() \
+            .move_by_offset(rw // 4, 0).release().perform()
+        set_value(driver, "sr-steps", "10")
+        driver.find_element(By.ID, "sr-run").click()
+        wait_for_status(driver, "specref: done", 300)
+        shoot(driver, args.screenshots, "serve-specref.png")
+
+        # SingleInsert: learn the concept (mask from the class word), then generate it.
+        driver.find_element(By.ID, "tab-insert").click()
+        driver.find_element(By.ID, "insert-file").send_keys(scene)
+        set_value(driver, "insert-class", "circle")
+        set_value(driver, "insert-stage1", "10")
+        set_value(driver, "insert-stage2", "5")
+        driver.find_element(By.ID, "insert-train").click()
+        wait_for_status(driver, "insert-train: done", 300)
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "insert-concept").get_attribute("value") != "")
+        set_value(driver, "insert-prompt", "a * circle at the top left on a black background")
+        set_value(driver, "insert-steps", "20")
+        driver.find_element(By.ID, "insert-generate").click()
+        wait_for_status(driver, "insert-generate: done", 300)
+        shoot(driver, args.screenshots, "serve-insert.png")
         print("PASS")
     finally:
         driver.quit()

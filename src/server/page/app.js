@@ -20,12 +20,7 @@ async function api(method, url, body) {
   return data;
 }
 
-// ---- the source image and its mask ---------------------------------------------------------
-const imageCanvas = $('image-canvas'), maskCanvas = $('mask-canvas');
-const imageCtx = imageCanvas.getContext('2d'), maskCtx = maskCanvas.getContext('2d');
-let hasImage = false, sourceDataUrl = null;
-const undoStack = [], redoStack = [];
-
+// ---- an image with a mask painted over it --------------------------------------------------
 function loadImageFile(file, onload) {
   const reader = new FileReader();
   reader.onload = () => {
@@ -37,125 +32,176 @@ function loadImageFile(file, onload) {
   reader.readAsDataURL(file);
 }
 
-function setImage(img, dataUrl) {
-  for (const c of [imageCanvas, maskCanvas]) { c.width = img.naturalWidth; c.height = img.naturalHeight; }
-  imageCtx.drawImage(img, 0, 0);
-  maskCtx.clearRect(0, 0, maskCanvas.width, maskCanvas.height);
-  undoStack.length = 0; redoStack.length = 0;
-  sourceDataUrl = dataUrl;
-  hasImage = true;
-  $('stage').hidden = false;
-  $('mask-tools').hidden = false;
-  $('drop-help').hidden = true;
-  $('width').value = Math.floor(img.naturalWidth / 8) * 8;
-  $('height').value = Math.floor(img.naturalHeight / 8) * 8;
-}
+// Builds the drop zone, the two canvases and the mask tools inside `root`; element ids are
+// `prefix` + file, stage, image-canvas, mask-canvas, brush, eraser, undo, redo, invert, clear,
+// show-mask, export-mask, mask-file, remove-image. `title` labels the drop zone.
+function createPainter(root, prefix, title, onImage) {
+  const id = (name) => prefix + name;
+  root.innerHTML = `
+    <div id="${id('drop')}" class="drop" tabindex="0" aria-describedby="${id('drop-help')}">
+      <p id="${id('drop-help')}">${title}: drop an image here, or <label class="link" for="${id('file')}">choose a file</label>.</p>
+      <input type="file" id="${id('file')}" accept="image/*" class="visually-hidden">
+      <div id="${id('stage')}" class="stage" hidden>
+        <canvas id="${id('image-canvas')}" class="image-canvas" aria-label="${title}"></canvas>
+        <canvas id="${id('mask-canvas')}" class="mask-canvas" aria-label="mask painter over the ${title}"></canvas>
+      </div>
+    </div>
+    <div class="toolbar" id="${id('mask-tools')}" hidden>
+      <label>Brush <input type="range" id="${id('brush')}" min="1" max="128" value="16"></label>
+      <label><input type="checkbox" id="${id('eraser')}"> Eraser</label>
+      <button type="button" id="${id('undo')}" title="Undo (Ctrl+Z)">Undo</button>
+      <button type="button" id="${id('redo')}" title="Redo (Ctrl+Y)">Redo</button>
+      <button type="button" id="${id('invert')}">Invert</button>
+      <button type="button" id="${id('clear')}">Clear</button>
+      <label><input type="checkbox" id="${id('show-mask')}" checked> Show mask</label>
+      <button type="button" id="${id('export-mask')}">Export mask</button>
+      <label class="button">Load mask <input type="file" id="${id('mask-file')}" accept="image/*" class="visually-hidden"></label>
+      <button type="button" id="${id('remove-image')}">Remove image</button>
+    </div>`;
+  const imageCanvas = $(id('image-canvas')), maskCanvas = $(id('mask-canvas'));
+  const imageCtx = imageCanvas.getContext('2d'), maskCtx = maskCanvas.getContext('2d');
+  const undoStack = [], redoStack = [];
+  const painter = { hasImage: false, dataUrl: null };
 
-function removeImage() {
-  hasImage = false; sourceDataUrl = null;
-  $('stage').hidden = true; $('mask-tools').hidden = true; $('drop-help').hidden = false;
-  $('file').value = '';
-}
-
-$('file').addEventListener('change', (e) => { if (e.target.files[0]) loadImageFile(e.target.files[0], setImage); });
-const drop = $('drop');
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (e) => {
-  e.preventDefault(); drop.classList.remove('over');
-  if (e.dataTransfer.files[0]) loadImageFile(e.dataTransfer.files[0], setImage);
-});
-drop.addEventListener('keydown', (e) => { if ((e.key === 'Enter' || e.key === ' ') && !hasImage) $('file').click(); });
-$('remove-image').addEventListener('click', removeImage);
-
-function snapshot() {
-  undoStack.push(maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height));
-  if (undoStack.length > 50) undoStack.shift();
-  redoStack.length = 0;
-}
-function restore(from, to) {
-  if (!from.length) return;
-  to.push(maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height));
-  maskCtx.putImageData(from.pop(), 0, 0);
-}
-$('undo').addEventListener('click', () => restore(undoStack, redoStack));
-$('redo').addEventListener('click', () => restore(redoStack, undoStack));
-document.addEventListener('keydown', (e) => {
-  if (!(e.ctrlKey || e.metaKey) || !hasImage) return;
-  if (e.key === 'z') { e.preventDefault(); restore(undoStack, redoStack); }
-  if (e.key === 'y') { e.preventDefault(); restore(redoStack, undoStack); }
-});
-$('clear').addEventListener('click', () => { snapshot(); maskCtx.clearRect(0, 0, maskCanvas.width, maskCanvas.height); });
-$('invert').addEventListener('click', () => {
-  snapshot();
-  const d = maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height);
-  for (let i = 0; i < d.data.length; i += 4) {
-    const on = d.data[i + 3] > 127;
-    d.data[i] = 255; d.data[i + 1] = 255; d.data[i + 2] = 255; d.data[i + 3] = on ? 0 : 255;
+  function setImage(img, dataUrl) {
+    for (const c of [imageCanvas, maskCanvas]) { c.width = img.naturalWidth; c.height = img.naturalHeight; }
+    imageCtx.drawImage(img, 0, 0);
+    maskCtx.clearRect(0, 0, maskCanvas.width, maskCanvas.height);
+    undoStack.length = 0; redoStack.length = 0;
+    painter.dataUrl = dataUrl;
+    painter.hasImage = true;
+    $(id('stage')).hidden = false; $(id('mask-tools')).hidden = false; $(id('drop-help')).hidden = true;
+    if (onImage) onImage(img);
   }
-  maskCtx.putImageData(d, 0, 0);
-});
-$('show-mask').addEventListener('change', (e) => { maskCanvas.style.visibility = e.target.checked ? 'visible' : 'hidden'; });
-
-let painting = false, last = null;
-function maskPoint(e) {
-  const r = maskCanvas.getBoundingClientRect();
-  return { x: (e.clientX - r.left) * maskCanvas.width / r.width, y: (e.clientY - r.top) * maskCanvas.height / r.height };
-}
-function stroke(p) {
-  maskCtx.globalCompositeOperation = $('eraser').checked ? 'destination-out' : 'source-over';
-  maskCtx.strokeStyle = maskCtx.fillStyle = '#fff';
-  maskCtx.lineWidth = Number($('brush').value);
-  maskCtx.lineCap = 'round';
-  maskCtx.beginPath();
-  maskCtx.moveTo((last || p).x, (last || p).y);
-  maskCtx.lineTo(p.x, p.y);
-  maskCtx.stroke();
-  last = p;
-}
-maskCanvas.addEventListener('pointerdown', (e) => {
-  snapshot(); painting = true; last = null; maskCanvas.setPointerCapture(e.pointerId); stroke(maskPoint(e));
-});
-maskCanvas.addEventListener('pointermove', (e) => { if (painting) stroke(maskPoint(e)); });
-for (const ev of ['pointerup', 'pointercancel']) maskCanvas.addEventListener(ev, () => { painting = false; last = null; });
-
-// The mask as a black-and-white PNG (white = repaint), or null when nothing is painted.
-function maskDataUrl() {
-  const d = maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height);
-  let any = false;
-  const out = document.createElement('canvas');
-  out.width = maskCanvas.width; out.height = maskCanvas.height;
-  const octx = out.getContext('2d');
-  const o = octx.createImageData(out.width, out.height);
-  for (let i = 0; i < d.data.length; i += 4) {
-    const v = d.data[i + 3] > 127 ? 255 : 0;
-    if (v) any = true;
-    o.data[i] = o.data[i + 1] = o.data[i + 2] = v; o.data[i + 3] = 255;
+  function removeImage() {
+    painter.hasImage = false; painter.dataUrl = null;
+    $(id('stage')).hidden = true; $(id('mask-tools')).hidden = true; $(id('drop-help')).hidden = false;
+    $(id('file')).value = '';
   }
-  octx.putImageData(o, 0, 0);
-  return any ? out.toDataURL('image/png') : null;
-}
-$('export-mask').addEventListener('click', () => {
-  const url = maskDataUrl();
-  if (!url) return showError('the mask is empty');
-  const a = document.createElement('a'); a.href = url; a.download = 'mask.png'; a.click();
-});
-$('mask-file').addEventListener('change', (e) => {
-  if (!e.target.files[0]) return;
-  loadImageFile(e.target.files[0], (img) => {
+  $(id('file')).addEventListener('change', (e) => { if (e.target.files[0]) loadImageFile(e.target.files[0], setImage); });
+  const drop = $(id('drop'));
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault(); drop.classList.remove('over');
+    if (e.dataTransfer.files[0]) loadImageFile(e.dataTransfer.files[0], setImage);
+  });
+  drop.addEventListener('keydown', (e) => {
+    if ((e.key === 'Enter' || e.key === ' ') && !painter.hasImage) $(id('file')).click();
+  });
+  $(id('remove-image')).addEventListener('click', removeImage);
+
+  function snapshot() {
+    undoStack.push(maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height));
+    if (undoStack.length > 50) undoStack.shift();
+    redoStack.length = 0;
+  }
+  function restore(from, to) {
+    if (!from.length) return;
+    to.push(maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height));
+    maskCtx.putImageData(from.pop(), 0, 0);
+  }
+  painter.undo = () => restore(undoStack, redoStack);
+  painter.redo = () => restore(redoStack, undoStack);
+  $(id('undo')).addEventListener('click', painter.undo);
+  $(id('redo')).addEventListener('click', painter.redo);
+  $(id('clear')).addEventListener('click', () => { snapshot(); maskCtx.clearRect(0, 0, maskCanvas.width, maskCanvas.height); });
+  $(id('invert')).addEventListener('click', () => {
     snapshot();
-    const tmp = document.createElement('canvas');
-    tmp.width = maskCanvas.width; tmp.height = maskCanvas.height;
-    const t = tmp.getContext('2d');
-    t.drawImage(img, 0, 0, tmp.width, tmp.height);
-    const d = t.getImageData(0, 0, tmp.width, tmp.height);
+    const d = maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height);
     for (let i = 0; i < d.data.length; i += 4) {
-      const on = Math.max(d.data[i], d.data[i + 1], d.data[i + 2]) > 127 && d.data[i + 3] > 127;
-      d.data[i] = d.data[i + 1] = d.data[i + 2] = 255; d.data[i + 3] = on ? 255 : 0;
+      const on = d.data[i + 3] > 127;
+      d.data[i] = 255; d.data[i + 1] = 255; d.data[i + 2] = 255; d.data[i + 3] = on ? 0 : 255;
     }
     maskCtx.putImageData(d, 0, 0);
   });
+  $(id('show-mask')).addEventListener('change', (e) => { maskCanvas.style.visibility = e.target.checked ? 'visible' : 'hidden'; });
+
+  let painting = false, last = null;
+  function point(e) {
+    const r = maskCanvas.getBoundingClientRect();
+    return { x: (e.clientX - r.left) * maskCanvas.width / r.width, y: (e.clientY - r.top) * maskCanvas.height / r.height };
+  }
+  function stroke(p) {
+    maskCtx.globalCompositeOperation = $(id('eraser')).checked ? 'destination-out' : 'source-over';
+    maskCtx.strokeStyle = '#fff';
+    // The brush is in screen pixels: as wide on a 64 px image as on a 512 px one.
+    maskCtx.lineWidth = Number($(id('brush')).value) * maskCanvas.width / maskCanvas.getBoundingClientRect().width;
+    maskCtx.lineCap = 'round';
+    maskCtx.beginPath();
+    maskCtx.moveTo((last || p).x, (last || p).y);
+    maskCtx.lineTo(p.x, p.y);
+    maskCtx.stroke();
+    last = p;
+  }
+  maskCanvas.addEventListener('pointerdown', (e) => {
+    snapshot(); painting = true; last = null; maskCanvas.setPointerCapture(e.pointerId); stroke(point(e));
+  });
+  maskCanvas.addEventListener('pointermove', (e) => { if (painting) stroke(point(e)); });
+  for (const ev of ['pointerup', 'pointercancel']) maskCanvas.addEventListener(ev, () => { painting = false; last = null; });
+
+  // The mask as a black-and-white PNG data URL (white = painted), or null when nothing is painted.
+  painter.maskDataUrl = () => {
+    if (!painter.hasImage) return null;
+    const d = maskCtx.getImageData(0, 0, maskCanvas.width, maskCanvas.height);
+    let any = false;
+    const out = document.createElement('canvas');
+    out.width = maskCanvas.width; out.height = maskCanvas.height;
+    const octx = out.getContext('2d');
+    const o = octx.createImageData(out.width, out.height);
+    for (let i = 0; i < d.data.length; i += 4) {
+      const v = d.data[i + 3] > 127 ? 255 : 0;
+      if (v) any = true;
+      o.data[i] = o.data[i + 1] = o.data[i + 2] = v; o.data[i + 3] = 255;
+    }
+    octx.putImageData(o, 0, 0);
+    return any ? out.toDataURL('image/png') : null;
+  };
+  $(id('export-mask')).addEventListener('click', () => {
+    const url = painter.maskDataUrl();
+    if (!url) return showError('the mask is empty');
+    const a = document.createElement('a'); a.href = url; a.download = 'mask.png'; a.click();
+  });
+  $(id('mask-file')).addEventListener('change', (e) => {
+    if (!e.target.files[0]) return;
+    loadImageFile(e.target.files[0], (img) => {
+      snapshot();
+      const tmp = document.createElement('canvas');
+      tmp.width = maskCanvas.width; tmp.height = maskCanvas.height;
+      const t = tmp.getContext('2d');
+      t.drawImage(img, 0, 0, tmp.width, tmp.height);
+      const d = t.getImageData(0, 0, tmp.width, tmp.height);
+      for (let i = 0; i < d.data.length; i += 4) {
+        const on = Math.max(d.data[i], d.data[i + 1], d.data[i + 2]) > 127 && d.data[i + 3] > 127;
+        d.data[i] = d.data[i + 1] = d.data[i + 2] = 255; d.data[i + 3] = on ? 255 : 0;
+      }
+      maskCtx.putImageData(d, 0, 0);
+    });
+  });
+  return painter;
+}
+
+const painters = [];
+function painter(rootId, prefix, title, onImage) {
+  const p = createPainter($(rootId), prefix, title, onImage);
+  p.root = $(rootId);
+  painters.push(p);
+  return p;
+}
+// Ctrl+Z / Ctrl+Y act on the painter of the visible tab.
+document.addEventListener('keydown', (e) => {
+  if (!(e.ctrlKey || e.metaKey) || (e.key !== 'z' && e.key !== 'y')) return;
+  const p = painters.find((q) => q.hasImage && q.root.offsetParent !== null);
+  if (!p) return;
+  e.preventDefault();
+  if (e.key === 'z') p.undo(); else p.redo();
 });
+
+const generatePainter = painter('generate-painter', '', 'image (optional: img2img / inpainting)', (img) => {
+  $('width').value = Math.floor(img.naturalWidth / 8) * 8;
+  $('height').value = Math.floor(img.naturalHeight / 8) * 8;
+});
+function maskDataUrl() { return generatePainter.maskDataUrl(); }  // for the browser test
 
 // ---- running a job -------------------------------------------------------------------------
 let currentJob = null, events = null;
@@ -173,8 +219,8 @@ function generateParams() {
     steps: Number($('steps').value), cfg_scale: Number($('cfg').value), seed: Number($('seed').value),
     width: Number($('width').value), height: Number($('height').value),
   };
-  if (hasImage) {
-    p.init_images = [sourceDataUrl];
+  if (generatePainter.hasImage) {
+    p.init_images = [generatePainter.dataUrl];
     p.denoising_strength = Number($('strength').value);
     const mask = maskDataUrl();
     if (mask) { p.mask = mask; p.mask_blur = Number($('mask-blur').value); p.inpainting_fill = 1; }
@@ -219,14 +265,15 @@ function finish(state, fraction) {
   $('cancel').disabled = true;
   setStatus(state, fraction);
 }
-$('run').addEventListener('click', () => runJob('generate', generateParams(), hasImage ? sourceDataUrl : null));
+$('run').addEventListener('click', () => runJob('generate', generateParams(), generatePainter.dataUrl));
 $('cancel').addEventListener('click', async () => {
   if (!currentJob) return;
   try { await api('DELETE', '/sine/v1/jobs/' + currentJob); } catch (e) { showError(e.message); }
 });
 
 function showResult(result, source) {
-  for (const [i, artifact] of (result.artifacts || []).entries()) {
+  // Prepended one by one, last first, so the gallery shows them in the job's order on top.
+  for (const [i, artifact] of [...(result.artifacts || []).entries()].reverse()) {
     const url = withKey(artifact.url);
     const box = document.createElement('div');
     box.className = 'result';
@@ -258,7 +305,8 @@ function showResult(result, source) {
       compare.append(after);
     }
     const info = document.createElement('pre');
-    info.textContent = artifact.info && artifact.info.infotext ? artifact.info.infotext : '';
+    info.textContent = artifact.info && artifact.info.infotext ? artifact.info.infotext
+                     : (artifact.info && artifact.info.role ? artifact.info.role : '');
     download.textContent = 'Download PNG';
     box.append(compare, info, download);
     $('gallery').prepend(box);
@@ -319,6 +367,52 @@ $('sine-edit').addEventListener('click', () => {
   }, sineSource);
 });
 
+// ---- SpecRef ---------------------------------------------------------------------------------
+const srSource = painter('sr-source-painter', 'sr-source-', 'source image');
+const srReference = painter('sr-reference-painter', 'sr-ref-', 'reference image');
+$('sr-run').addEventListener('click', () => {
+  if (!srSource.hasImage || !srReference.hasImage) return showError('choose the source and the reference image');
+  const params = {
+    source: srSource.dataUrl, reference: srReference.dataUrl,
+    prompt: $('sr-prompt').value, target: $('sr-target').value, words: $('sr-words').value,
+    steps: Number($('sr-steps').value), cfg_scale: Number($('sr-cfg').value), masks: $('sr-masks').value,
+    local_blend: $('sr-blend').checked,
+  };
+  const mask = $('sr-derive').checked ? null : srReference.maskDataUrl();
+  if (mask) params.ref_mask = mask;
+  else if (!$('sr-derive').checked) return showError('paint the object on the reference, or tick "derive from the words"');
+  runJob('specref', params, srSource.dataUrl);
+});
+
+// ---- SingleInsert ----------------------------------------------------------------------------
+const insertPainter = painter('insert-painter', 'insert-', 'concept image');
+async function refreshConcepts(select) {
+  try {
+    const list = await api('GET', '/sine/v1/artifacts');
+    $('insert-concept').textContent = '';
+    for (const a of list.filter((a) => a.kind === 'concept'))
+      $('insert-concept').append(new Option(a.id + (a.info && a.info.class_word ? ' — * ' + a.info.class_word : ''), a.id));
+    if (select) $('insert-concept').value = select;
+  } catch (e) { showError(e.message); }
+}
+$('insert-train').addEventListener('click', () => {
+  if (!insertPainter.hasImage) return showError('choose the concept image first');
+  const params = {
+    image: insertPainter.dataUrl, class_word: $('insert-class').value,
+    stage1_steps: Number($('insert-stage1').value), stage2_steps: Number($('insert-stage2').value),
+  };
+  const mask = insertPainter.maskDataUrl();
+  if (mask) params.mask = mask;  // none painted: derived from the class word's cross-attention
+  runJob('insert-train', params, null, (result) => refreshConcepts(result.concept));
+});
+$('insert-generate').addEventListener('click', () => {
+  if (!$('insert-concept').value) return showError('train a concept first');
+  runJob('insert-generate', {
+    concepts: [$('insert-concept').value], prompt: $('insert-prompt').value,
+    steps: Number($('insert-steps').value), seed: Number($('insert-seed').value),
+  }, null);
+});
+
 // ---- start -----------------------------------------------------------------------------------
 (async () => {
   try {
@@ -327,5 +421,6 @@ $('sine-edit').addEventListener('click', () => {
     for (const s of info.samplers) $('sampler').append(new Option(s.name, s.name));
     $('sampler').value = 'Euler a';
     refreshFinetunes();
+    refreshConcepts();
   } catch (e) { showError(e.message); }
 })();
