@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "methods/prompt_loras.h"
 
 namespace sine {
 
@@ -16,6 +17,8 @@ struct GenerateFlags {
   std::string mask;
   std::string sampler = "ddim";
   std::string scheduler = "default";
+  std::string lora_dir;
+  bool no_prompt_syntax = false;
   std::string output = "output.png";
   int64_t batch_count = 1;
 };
@@ -30,7 +33,10 @@ void run_generate(GenerateFlags& f) {
   }
   f.gen.sampler = canonical_sampler_name(f.sampler);
   f.gen.schedule = parse_sigma_schedule(f.scheduler);
+  f.gen.prompt_syntax = !f.no_prompt_syntax;
   Pipeline pipe = load_pipeline(f.model);
+  PromptLoras loras(pipe.model(), f.lora_dir);
+  f.gen.apply_loras = loras.callback();
   const std::string mode = f.gen.init_image.defined() ? "img2img" : "txt2img";
   for (int64_t b = 0; b < f.batch_count; ++b) {
     GenerateOptions o = f.gen;
@@ -75,6 +81,9 @@ void register_generate(CLI::App& app) {
                   "inpainting mask for --init-image (white = repaint; alpha used when present), resized to the image");
   cmd->add_option("--mask-blur", f->gen.mask_blur, "feather the mask edge (Gaussian, pixels)")->capture_default_str();
   cmd->add_flag("--force", f->gen.force, "try a size the memory estimate says will not fit");
+  cmd->add_option("--lora-dir", f->lora_dir, "folder of LoRA files for <lora:NAME:WEIGHT> in the prompt (kohya, diffusers, PEFT keys)");
+  cmd->add_flag("--no-prompt-syntax", f->no_prompt_syntax,
+                "take the prompts literally (default: AUTOMATIC1111's (emphasis:1.2), [less], BREAK, chunks past 77 tokens, <lora:...>)");
   cmd->add_option("-b,--batch-count", f->batch_count, "number of images (seeds seed, seed+1, ...)")->capture_default_str();
   cmd->add_option("-o,--output", f->output, "output PNG (parameters in its text chunk)")->capture_default_str();
   on_run(cmd, [f] { run_generate(*f); });

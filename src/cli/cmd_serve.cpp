@@ -67,6 +67,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--data", f->serve.data_dir, "folder for the artefacts jobs produce")->capture_default_str();
   cmd->add_option("--api-key", f->serve.api_key,
                   "required on every request (Authorization: Bearer KEY, or ?key=KEY)");
+  cmd->add_option("--lora-dir", f->serve.lora_dir, "folder of LoRA files for <lora:NAME:WEIGHT> in prompts");
   cmd->add_option("--queue", f->serve.queue_capacity, "jobs that may wait behind the running one (more: 429)")
       ->capture_default_str();
   cmd->add_option("--max-body-mb", f->max_body_mb, "largest request body (more: 413)")->capture_default_str();

@@ -1,5 +1,6 @@
 #include "pipeline/pipeline.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -153,6 +154,27 @@ torch::Tensor Pipeline::encode_prompt(const std::string& prompt, int64_t clip_sk
   return model_->text_encoder->encode(tokenize(prompt), clip_skip).last_hidden_state;
 }
 
+torch::Tensor Pipeline::encode_weighted_prompt(const std::string& prompt, int64_t clip_skip) {
+  torch::NoGradGuard no_grad;
+  ChunkTokens ids;  // this model's own ids (sine's shapes model has its own vocabulary)
+  ids.start = tokenizer_->sot_id();
+  ids.end = tokenizer_->eot_id();
+  const auto comma = tokenizer_->bpe_ids(",");
+  ids.comma = comma.size() == 1 ? comma[0] : -1;
+  ids.chunk_length = config().text.context_length - 2;  // 75 for CLIP's 77 positions
+  const auto chunks = chunk_prompt(parse_prompt_attention(prompt),
+                                   [&](const std::string& text) { return tokenizer_->bpe_ids(text); }, ids);
+  std::vector<torch::Tensor> parts;
+  for (const auto& chunk : chunks) {
+    auto tokens = torch::tensor(chunk.tokens, torch::kLong).view({1, -1}).to(device_);
+    auto z = model_->text_encoder->encode(tokens, clip_skip).last_hidden_state;
+    auto weights = torch::tensor(chunk.multipliers, torch::kFloat64).view({1, -1});
+    const bool plain = std::all_of(chunk.multipliers.begin(), chunk.multipliers.end(), [](double m) { return m == 1.0; });
+    parts.push_back(plain ? z : apply_emphasis(z.to(torch::kFloat32), weights).to(z.scalar_type()));
+  }
+  return torch::cat(parts, 1);
+}
+
 torch::Tensor Pipeline::encode_image(const torch::Tensor& rgb_u8, std::optional<torch::Generator> generator) {
   torch::NoGradGuard no_grad;
   auto x = to_model_input(rgb_u8).to(device_, dtype_);
@@ -286,8 +308,45 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     check_fits(estimate_generation_memory(config(), dtype_, height, width, o.cfg_scale != 1.0 ? 2 : 1, compat::has_sdpa),
                device_, "width/height " + std::to_string(width) + "x" + std::to_string(height));
   auto generator = make_generator(o.seed);
-  auto cond = encode_prompt(o.prompt, o.clip_skip);
-  auto uncond = encode_prompt(o.negative_prompt, o.clip_skip);
+  torch::Tensor cond, uncond;
+  // <lora:...> tags: attached for this generation only (detached however it ends).
+  struct LoraScope {
+    const GenerateOptions& o;
+    bool applied = false;
+    ~LoraScope() {
+      if (applied) o.apply_loras({});
+    }
+  } lora_scope{o};
+  if (!o.prompt_syntax) {
+    cond = encode_prompt(o.prompt, o.clip_skip);
+    uncond = encode_prompt(o.negative_prompt, o.clip_skip);
+  } else {
+    auto positive = extract_extra_networks(o.prompt), negative = extract_extra_networks(o.negative_prompt);
+    auto loras = positive.loras;
+    loras.insert(loras.end(), negative.loras.begin(), negative.loras.end());
+    for (const auto& tag : positive.unsupported)
+      throw Error("prompt: " + tag + ": only <lora:...> extra networks are supported");
+    if (!loras.empty()) {
+      if (!o.apply_loras)
+        throw Error("prompt: <lora:" + loras[0].name + ">: no LoRA folder to load it from (--lora-dir)");
+      lora_scope.applied = true;
+      o.apply_loras(loras);
+    }
+    cond = encode_weighted_prompt(positive.prompt, o.clip_skip);
+    uncond = encode_weighted_prompt(negative.prompt, o.clip_skip);
+    // Both branches of CFG need as many tokens: the shorter is padded with empty-prompt chunks,
+    // as A1111 pads its conditionings.
+    const int64_t n = std::max(cond.size(1), uncond.size(1));
+    if (cond.size(1) != uncond.size(1)) {
+      auto empty = encode_weighted_prompt("", o.clip_skip);
+      auto pad = [&](torch::Tensor t) {
+        const int64_t missing = (n - t.size(1)) / empty.size(1);
+        return missing > 0 ? torch::cat({t, empty.repeat({1, missing, 1})}, 1) : t;
+      };
+      cond = pad(cond);
+      uncond = pad(uncond);
+    }
+  }
   if (o.release_after_use) {
     released_ = true;
     release_weights(*model_->text_encoder);

@@ -11,6 +11,7 @@
 #include "io/generation_parameters.h"
 #include "models/stable_diffusion.h"
 #include "models/unet_graph.h"
+#include "pipeline/prompt_syntax.h"
 #include "tokenizer/clip_tokenizer.h"
 
 namespace sine {
@@ -55,6 +56,14 @@ struct GenerateOptions {
   bool release_after_use = false;
   // Skip the memory estimate (pipeline/memory_estimate.h) and try a size that looks too large.
   bool force = false;
+  // AUTOMATIC1111's prompt syntax (pipeline/prompt_syntax.h) in prompt and negative prompt:
+  // (emphasis:1.2), [less], BREAK and prompts past 77 tokens in 75-token chunks. The methods keep
+  // prompts literal; sine generate and sine serve turn this on.
+  bool prompt_syntax = false;
+  // With prompt_syntax, <lora:NAME:TE[:UNET]> tags are taken out of the prompts and handed to this
+  // before the prompts are encoded, then an empty list after sampling (also when it fails), so the
+  // networks are attached for this generation only. Unset, a tag is an error naming it.
+  std::function<void(const std::vector<LoraReference>&)> apply_loras;
 
   // Ranges that hold for every model (NaN/Inf refused); errors name the field ("cfg_scale: ...").
   // Model-dependent checks (sizes a multiple of the VAE factor, clip_skip within the text
@@ -80,6 +89,10 @@ class Pipeline {
 
   torch::Tensor tokenize(const std::string& prompt) const;                 // I64 [1,77] on device
   torch::Tensor encode_prompt(const std::string& prompt, int64_t clip_skip = 1);  // [1,77,C]
+  // A1111's syntax (prompt_syntax.h): each 75-token chunk encoded with SOT/EOT, its hidden states
+  // multiplied by the token weights and rescaled to the chunk's original mean; [1, 77·chunks, C].
+  // A prompt without syntax encodes exactly as encode_prompt. Extra-network tags must be gone.
+  torch::Tensor encode_weighted_prompt(const std::string& prompt, int64_t clip_skip = 1);
   // Image uint8 [H,W,3] -> scaled latent (x 0.18215); sample from the posterior when `generator` is set.
   torch::Tensor encode_image(const torch::Tensor& rgb_u8, std::optional<torch::Generator> generator = std::nullopt);
   torch::Tensor decode_latents(const torch::Tensor& scaled_latents);  // -> [B,3,H,W] in [-1,1] (fp32)

@@ -75,6 +75,7 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
   r.img2img = img2img;
   auto& o = r.options;
   o.prompt = f.string("prompt");
+  o.prompt_syntax = true;  // A1111's clients write (emphasis:1.2), BREAK and <lora:...>
   o.negative_prompt = f.string("negative_prompt");
   o.steps = f.integer("steps", 20, 1, 1000);
   o.cfg_scale = f.number("cfg_scale", 7.0, 0.0, 100.0);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <regex>
@@ -13,6 +14,7 @@
 #include "server/artifacts.h"
 #include "server/jobs.h"
 #include "server/method_jobs.h"
+#include "methods/prompt_loras.h"
 #include "server/openapi.h"
 #include "server/page_assets.h"
 #include "server/request_fields.h"
@@ -104,6 +106,7 @@ struct Server::Impl {
   ArtifactStore artifacts;
   JobQueue queue;
   MethodJobs methods;
+  PromptLoras loras;  // used from the worker thread only (through GenerateOptions::apply_loras)
   httplib::Server http;
   ServerSettings settings;
   std::mutex settings_mutex;
@@ -116,7 +119,8 @@ struct Server::Impl {
         options(std::move(o)),
         artifacts(options.data_dir),
         queue(artifacts, static_cast<size_t>(options.queue_capacity), options.preview_every),
-        methods(pipeline, options.model, artifacts, options.image_limits) {
+        methods(pipeline, options.model, artifacts, options.image_limits),
+        loras(pipeline.model(), options.lora_dir) {
     const auto threads = static_cast<size_t>(options.http_threads);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
@@ -140,6 +144,7 @@ struct Server::Impl {
 
   // -- jobs -----------------------------------------------------------------------------------
   std::shared_ptr<Job> submit_generation(const std::string& kind, GenerationRequest request) {
+    request.options.apply_loras = loras.callback();
     auto shared = std::make_shared<GenerationRequest>(std::move(request));
     return queue.submit(kind, shared->parameters, [this, shared](JobContext& job) {
       return run_generation(pipeline, job, *shared);
@@ -324,6 +329,18 @@ struct Server::Impl {
                 send_json(res, nlohmann::json::object());
               }));
     http.Get("/sdapi/v1/sd-models", guarded([this](const auto&, auto& res) { send_json(res, a1111_models(pipeline)); }));
+    http.Get("/sdapi/v1/loras", guarded([this](const auto&, auto& res) {
+               nlohmann::json out = nlohmann::json::array();
+               std::error_code ec;
+               if (!options.lora_dir.empty())
+                 for (const auto& entry : std::filesystem::directory_iterator(options.lora_dir, ec))
+                   if (entry.path().extension() == ".safetensors")
+                     out.push_back({{"name", entry.path().stem().string()},
+                                    {"alias", entry.path().stem().string()},
+                                    {"path", entry.path().filename().string()},
+                                    {"metadata", nlohmann::json::object()}});
+               send_json(res, out);
+             }));
     http.Get("/sdapi/v1/samplers", guarded([](const auto&, auto& res) { send_json(res, a1111_samplers()); }));
     http.Get("/sdapi/v1/schedulers", guarded([](const auto&, auto& res) { send_json(res, a1111_schedulers()); }));
     http.Get("/sdapi/v1/options", guarded([this](const auto&, auto& res) {

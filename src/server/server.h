@@ -17,6 +17,7 @@ struct ServeOptions {
   int port = 7860;                 // 0: any free port (tests)
   std::string data_dir = "sine-data";  // artefacts (images and files that jobs produce)
   std::string api_key;             // required on every request when set; required off loopback
+  std::string lora_dir;            // <lora:NAME:W> in prompts loads NAME.safetensors from here
   int64_t queue_capacity = 8;      // jobs waiting beyond the running one; more get 429
   int64_t max_body_bytes = 64ll << 20;  // larger request bodies get 413
   int64_t preview_every = 5;       // a preview image every N sampling steps (0: none)

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "methods/lora.h"
+#include "methods/prompt_loras.h"
 #include "models/presets.h"
 
 namespace {
@@ -297,6 +298,52 @@ TEST(LoRA, BadInputsAreClearErrors) {
   wrong.modules["cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj"] =
       sine::LoRAModule{torch::zeros({4, 31}), torch::zeros({32, 4}), 1.0};
   EXPECT_THROW(LoRANetwork::attach(model, wrong, "wrong"), sine::Error);
+}
+
+// <lora:NAME:TE:UNET> tags: the file is found in the folder, attached with the text-encoder
+// multiplier on the text projections and the UNet multiplier on the UNet's, and detached again.
+TEST(PromptLoras, AttachesTheTaggedFileWithItsMultipliersAndDetaches) {
+  auto model = tiny_model();
+  const auto in = inputs(model);
+  const auto base_unet = unet_out(model, in), base_text = text_out(model, in);
+  LoRAWeights w;
+  {
+    auto net = LoRANetwork::attach(model, LoRAConfig{});
+    randomize(net, 3);
+    w = net.weights();
+    net.remove();
+  }
+  const std::string dir = testing::TempDir() + "/sine_prompt_loras";
+  std::filesystem::create_directories(dir);
+  sine::save_lora(dir + "/style.safetensors", w, LoRAKeyFormat::Kohya, sine::LayoutGeometry::of(model->config));
+  sine::PromptLoras loras(model, dir);
+
+  loras.apply({{"style", 1.0, 0.0}});  // text encoder only
+  EXPECT_GT(max_diff(text_out(model, in), base_text), 1e-4);
+  EXPECT_EQ(max_diff(unet_out(model, in), base_unet), 0.0);
+  loras.apply({{"style", 0.0, 0.5}});  // UNet only, half strength: replaces the previous tags
+  EXPECT_EQ(max_diff(text_out(model, in), base_text), 0.0);
+  const auto half = unet_out(model, in);
+  EXPECT_GT(max_diff(half, base_unet), 1e-4);
+  // The same adapters attached by hand at scale 0.5 give the same output.
+  loras.apply({});
+  EXPECT_EQ(loras.attached(), 0u);
+  EXPECT_EQ(max_diff(unet_out(model, in), base_unet), 0.0);
+  {
+    LoRAWeights unet_only;
+    for (const auto& [m, lora] : w.modules)
+      if (m.rfind("model.diffusion_model.", 0) == 0) unet_only.modules[m] = lora;
+    auto net = LoRANetwork::attach(model, unet_only, "by_hand", 0.5);
+    EXPECT_LT(max_diff(unet_out(model, in), half), 1e-6);
+    net.remove();
+  }
+  try {
+    loras.apply({{"missing", 1.0, 1.0}});
+    ADD_FAILURE() << "a missing LoRA file was accepted";
+  } catch (const sine::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("<lora:missing>"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

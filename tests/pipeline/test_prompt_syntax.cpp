@@ -3,9 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "server/prompt_syntax.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/prompt_syntax.h"
 
-namespace sine::server {
+namespace sine {
 namespace {
 
 void expect_parsed(const std::string& prompt, const std::vector<WeightedText>& expected) {
@@ -88,5 +89,70 @@ TEST(PromptSyntax, EmphasisScalesThenRestoresTheMean) {
   EXPECT_TRUE(torch::allclose(out, expected, 1e-6, 1e-6));
 }
 
+const std::string kShared = SINE_SHARED_DIR;
+
+Pipeline& tiny() {
+  static Pipeline pipe = [] {
+    LoadOptions o;
+    o.model = kShared + "/reference/tiny/tiny_sd15_original.safetensors";
+    o.config_json = kShared + "/reference/tiny/tiny_config.json";
+    o.tokenizer = kShared + "/data/clip/bpe_simple_vocab_16e6.txt.gz";
+    return Pipeline::load(o);
+  }();
+  return pipe;
+}
+
+TEST(WeightedPrompt, WithoutSyntaxItEncodesAsTheLiteralPrompt) {
+  auto& pipe = tiny();
+  EXPECT_TRUE(torch::equal(pipe.encode_weighted_prompt("a red circle, big"), pipe.encode_prompt("a red circle, big")));
+  EXPECT_TRUE(torch::equal(pipe.encode_weighted_prompt(""), pipe.encode_prompt("")));
+}
+
+// "(circle:1.5)" by hand, as A1111's sd_hijack_clip does it: encode the tokens of "a circle",
+// multiply the hidden state of "circle" by 1.5, rescale everything to the original mean.
+TEST(WeightedPrompt, EmphasisIsA1111sScaleThenRestoreTheMean) {
+  auto& pipe = tiny();
+  torch::NoGradGuard no_grad;
+  auto z = pipe.encode_prompt("a circle");  // [SOT, a, circle, EOT, ...]
+  auto m = torch::ones({1, 77, 1});
+  m[0][2][0] = 1.5;
+  auto weighted = z * m;
+  auto expected = weighted * (z.mean() / weighted.mean());
+  auto got = pipe.encode_weighted_prompt("a (circle:1.5)");
+  EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5);
+  EXPECT_GT((got - z).abs().max().item<double>(), 1e-3);
+}
+
+TEST(WeightedPrompt, LongPromptsAndBreakMakeMoreChunksAndGenerate) {
+  auto& pipe = tiny();
+  std::string long_prompt;
+  for (int i = 0; i < 40; ++i) long_prompt += "red circle ";
+  EXPECT_EQ(pipe.encode_weighted_prompt(long_prompt).size(1), 154);
+  EXPECT_EQ(pipe.encode_weighted_prompt("a cat BREAK a dog").size(1), 154);
+  GenerateOptions g;
+  g.prompt = long_prompt;  // two chunks against a one-chunk negative prompt: padded for CFG
+  g.prompt_syntax = true;
+  g.steps = 2;
+  g.width = g.height = 64;
+  auto image = pipe.generate(g);
+  EXPECT_EQ(image.size(0), 64);
+  g.prompt = "<lora:style:0.8> a cat";
+  try {
+    pipe.generate(g);
+    ADD_FAILURE() << "a <lora:> tag without a LoRA folder was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("<lora:style>"), std::string::npos) << e.what();
+  }
+  // The tags are handed over and withdrawn after sampling.
+  std::vector<std::vector<LoraReference>> calls;
+  g.apply_loras = [&](const std::vector<LoraReference>& tags) { calls.push_back(tags); };
+  pipe.generate(g);
+  ASSERT_EQ(calls.size(), 2u);
+  ASSERT_EQ(calls[0].size(), 1u);
+  EXPECT_EQ(calls[0][0].name, "style");
+  EXPECT_DOUBLE_EQ(calls[0][0].te_multiplier, 0.8);
+  EXPECT_TRUE(calls[1].empty());
+}
+
 }  // namespace
-}  // namespace sine::server
+}  // namespace sine

@@ -12,7 +12,7 @@
 // A prompt becomes chunks of 75 tokens (+ SOT/EOT = 77) with a weight per token; each chunk is
 // encoded on its own, the hidden states multiplied by the weights and rescaled to the original
 // mean (apply_emphasis), and the chunks concatenated along the token axis.
-namespace sine::server {
+namespace sine {
 
 // A run of text with its weight; the BREAK marker is {"BREAK", -1}.
 struct WeightedText {
@@ -63,4 +63,4 @@ std::vector<PromptChunk> chunk_prompt(const std::vector<WeightedText>& parsed, c
 // of z is what it was before.
 torch::Tensor apply_emphasis(const torch::Tensor& z, const torch::Tensor& multipliers);
 
-}  // namespace sine::server
+}  // namespace sine

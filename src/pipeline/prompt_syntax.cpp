@@ -1,11 +1,11 @@
-#include "server/prompt_syntax.h"
+#include "pipeline/prompt_syntax.h"
 
 #include <cctype>
 #include <cstdlib>
 
 #include "core/error.h"
 
-namespace sine::server {
+namespace sine {
 
 namespace {
 
@@ -243,4 +243,4 @@ torch::Tensor apply_emphasis(const torch::Tensor& z, const torch::Tensor& multip
   return weighted * (original_mean / new_mean);
 }
 
-}  // namespace sine::server
+}  // namespace sine
