@@ -81,12 +81,19 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
   o.cfg_scale = f.number("cfg_scale", 7.0, 0.0, 100.0);
   const int64_t seed = f.integer("seed", -1, -1, std::numeric_limits<int64_t>::max());
   o.seed = seed >= 0 ? static_cast<uint64_t>(seed) : (static_cast<uint64_t>(std::random_device{}()) & 0xffffffffu);
-  o.eta = f.number("eta", settings.eta_ddim, 0.0, 1.0);
+  const double eta = f.number("eta", settings.eta_ddim, 0.0, 1.0);
   const auto overrides = f.object("override_settings");
   o.clip_skip = Fields(overrides, "override_settings").integer("CLIP_stop_at_last_layers", settings.clip_skip, 1, 12);
   o.clip_skip = f.integer("clip_skip", o.clip_skip, 1, 12);
   parse_sampler(f.has("sampler_name") ? "sampler_name" : "sampler_index",
                 f.string("sampler_name", f.string("sampler_index", "Euler a")), o);
+  // A1111 takes eta with every sampler: DDIM's η; the ancestral samplers' noise multiplier (1 is
+  // k-diffusion's own ancestral step, the only one here); ignored by the others. Clients such as
+  // webuiapi send eta = 1 with every request.
+  if (o.sampler == "ddim")
+    o.eta = f.has("eta") ? eta : settings.eta_ddim;
+  else if (o.sampler == "euler_a" && f.has("eta") && eta != 1.0)
+    throw bad_field("eta", "Euler a runs with eta 1 (k-diffusion's ancestral step) only; got " + std::to_string(eta));
   if (f.has("scheduler")) {
     const auto s = f.string("scheduler");
     if (s == "Karras" || s == "karras")
@@ -96,6 +103,7 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
     else
       throw bad_field("scheduler", "expected Automatic or Karras (got '" + s + "')");
   }
+  if (f.boolean("enable_hr", false)) throw bad_field("enable_hr", "the hires fix is not supported");
   r.batch_size = f.integer("batch_size", 1, 1, 16);
   r.n_iter = f.integer("n_iter", 1, 1, 16);
   r.send_images = f.boolean("send_images", true);
