@@ -43,10 +43,13 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2, help="the server's CPU threads")
     ap.add_argument("--json", default="")
+    ap.add_argument("--max-rss-growth-mb", type=float, default=0,
+                    help="fail when the RSS grows more than this from the first half to the second (0: report only)")
+    ap.add_argument("--data", default="/tmp/sine-load-test", help="the server's artefact folder")
     args = ap.parse_args()
 
     server = subprocess.Popen([args.sine, "-q", "--threads", str(args.threads), "serve", "--port", "0",
-                               "--data", "/tmp/sine-load-test", "--queue", str(args.clients)],
+                               "--data", args.data, "--queue", str(args.clients)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline()
     if not line.startswith("listening "):
@@ -142,6 +145,10 @@ def main():
            or (r[1] == "malformed" and r[2] not in (400, 404))]
     if bad:
         print(f"unexpected responses: {bad[:5]}")
+        sys.exit(1)
+    growth = (half_rss["second"] - half_rss.get("first", 0)) / 1024
+    if args.max_rss_growth_mb > 0 and growth > args.max_rss_growth_mb:
+        print(f"RSS grew {growth:.0f} MB from the first half to the second (limit {args.max_rss_growth_mb:.0f} MB)")
         sys.exit(1)
 
 
