@@ -1,4 +1,5 @@
 #include "io/image.h"
+#include "io/image_bytes.h"
 
 #include <png.h>
 
@@ -99,19 +100,39 @@ struct Decoded {
   bool has_alpha = false;  // the file stores an alpha channel
 };
 
-Decoded decode(const std::string& path) {
-  const auto bytes = read_file(path);
-  if (bytes.size() > size_t(INT32_MAX)) cannot_read(path, "file larger than 2 GB");
+Decoded decode_bytes(const uint8_t* data, size_t size, const std::string& what) {
+  if (size == 0) cannot_read(what, "empty");
+  if (size > size_t(INT32_MAX)) cannot_read(what, "larger than 2 GB");
   int width = 0, height = 0, channels = 0;
-  stbi_uc* pixels = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height, &channels, 4);
+  stbi_uc* pixels = stbi_load_from_memory(data, static_cast<int>(size), &width, &height, &channels, 4);
   if (!pixels) {
     const char* reason = stbi_failure_reason();
-    cannot_read(path, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
+    cannot_read(what, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
   }
   auto rgba = torch::from_blob(pixels, {height, width, 4}, torch::kUInt8).clone();
   stbi_image_free(pixels);
-  rgba = apply_orientation(rgba, jpeg_exif_orientation(bytes)).contiguous();
+  rgba = apply_orientation(rgba, jpeg_exif_orientation(std::vector<uint8_t>(data, data + std::min<size_t>(size, 1 << 17))))
+             .contiguous();
   return {rgba, channels == 2 || channels == 4};
+}
+
+Decoded decode(const std::string& path) {
+  const auto bytes = read_file(path);
+  return decode_bytes(bytes.data(), bytes.size(), path);
+}
+
+// Integer "over white" with rounding: exact for alpha 0 and 255.
+torch::Tensor over_white(const torch::Tensor& rgba_u8) {
+  auto rgba = rgba_u8.to(torch::kInt32);
+  auto rgb = rgba.narrow(2, 0, 3), alpha = rgba.narrow(2, 3, 1);
+  return (rgb * alpha + 255 * (255 - alpha) + 127).div(255, "floor").to(torch::kUInt8).contiguous();
+}
+
+// The alpha channel when the image has a non-opaque one, else the brightest of R, G, B; uint8 [H,W].
+torch::Tensor mask_channel(const Decoded& decoded) {
+  auto alpha = decoded.rgba.select(2, 3);
+  return decoded.has_alpha && alpha.min().item<int64_t>() < 255 ? alpha
+                                                                 : std::get<0>(decoded.rgba.narrow(2, 0, 3).max(2));
 }
 
 torch::Tensor checked_rgb(const torch::Tensor& t, const char* what) {
@@ -169,24 +190,27 @@ void png_error_to_buffer(png_structp png, png_const_charp message) {
 
 void png_ignore_warning(png_structp, png_const_charp) {}
 
-std::string encode_png_file(const char* path, const uint8_t* rgb, png_uint_32 height, png_uint_32 width,
-                            png_textp texts, int num_texts) {
+void png_append(png_structp png, png_bytep data, png_size_t length) {
+  static_cast<std::string*>(png_get_io_ptr(png))->append(reinterpret_cast<const char*>(data), length);
+}
+void png_flush_nothing(png_structp) {}
+
+// PNG bytes appended to *out; returns an error message (empty on success). `out` outlives the
+// longjmp libpng may take, so nothing here needs unwinding.
+std::string encode_png_memory(std::string* out, const uint8_t* rgb, png_uint_32 height, png_uint_32 width,
+                              png_textp texts, int num_texts) {
   PngError error;
-  FILE* fp = std::fopen(path, "wb");
-  if (!fp) return std::strerror(errno);
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &error, png_error_to_buffer, png_ignore_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info) {
     png_destroy_write_struct(&png, nullptr);
-    std::fclose(fp);
     return "out of memory";
   }
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    std::fclose(fp);
     return error.message;
   }
-  png_init_io(png, fp);
+  png_set_write_fn(png, out, png_append, png_flush_nothing);
   png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
   if (num_texts > 0) png_set_text(png, info, texts, num_texts);
@@ -194,8 +218,6 @@ std::string encode_png_file(const char* path, const uint8_t* rgb, png_uint_32 he
   for (png_uint_32 y = 0; y < height; ++y) png_write_row(png, rgb + size_t(y) * width * 3);
   png_write_end(png, info);
   png_destroy_write_struct(&png, &info);
-  const bool failed = std::ferror(fp) != 0;
-  if (std::fclose(fp) != 0 || failed) return std::strerror(errno ? errno : EIO);
   return {};
 }
 
@@ -273,22 +295,11 @@ void fill_black(uint8_t* img, int64_t img_width, int64_t bx0, int64_t by0, int64
 
 torch::Tensor read_image_rgba(const std::string& path) { return decode(path).rgba; }
 
-torch::Tensor read_image_rgb(const std::string& path) {
-  auto rgba = decode(path).rgba.to(torch::kInt32);
-  auto rgb = rgba.narrow(2, 0, 3), alpha = rgba.narrow(2, 3, 1);
-  // Integer "over white" with rounding: exact for alpha 0 and 255.
-  auto over_white = (rgb * alpha + 255 * (255 - alpha) + 127).div(255, "floor");
-  return over_white.to(torch::kUInt8).contiguous();
-}
+torch::Tensor read_image_rgb(const std::string& path) { return over_white(decode(path).rgba); }
 
 torch::Tensor read_mask(const std::string& path, int64_t height, int64_t width) {
   check_size(height, width, "mask");
-  auto decoded = decode(path);
-  auto alpha = decoded.rgba.select(2, 3);
-  torch::Tensor mask = decoded.has_alpha && alpha.min().item<int64_t>() < 255
-                           ? alpha
-                           : std::get<0>(decoded.rgba.narrow(2, 0, 3).max(2));
-  auto m = mask.to(torch::kFloat32).div(255.0).unsqueeze(0).unsqueeze(0);
+  auto m = mask_channel(decode(path)).to(torch::kFloat32).div(255.0).unsqueeze(0).unsqueeze(0);
   if (m.size(2) == height && m.size(3) == width) return m;
   m = F::interpolate(m, F::InterpolateFuncOptions()
                             .size(std::vector<int64_t>{height, width})
@@ -382,12 +393,15 @@ std::pair<int64_t, int64_t> snap_size(int64_t height, int64_t width, int64_t mul
   return {snap(height), snap(width)};
 }
 
-void write_png(const std::string& path, const torch::Tensor& rgb_u8, const std::map<std::string, std::string>& text) {
-  auto img = checked_rgb(rgb_u8, path.c_str());
-  if (img.size(0) > PNG_UINT_31_MAX || img.size(1) > PNG_UINT_31_MAX) throw Error(path + ": image too large for PNG");
+namespace {
+
+// PNG bytes of a checked image with `text` chunks; `what` names the destination in errors.
+std::string png_bytes(const torch::Tensor& rgb_u8, const std::map<std::string, std::string>& text, const std::string& what) {
+  auto img = checked_rgb(rgb_u8, what.c_str());
+  if (img.size(0) > PNG_UINT_31_MAX || img.size(1) > PNG_UINT_31_MAX) throw Error(what + ": image too large for PNG");
   std::vector<png_text> chunks;
   for (const auto& [key, value] : text) {
-    check_png_key(path, key, value);
+    check_png_key(what, key, value);
     png_text chunk;
     std::memset(&chunk, 0, sizeof(chunk));
     chunk.key = const_cast<char*>(key.c_str());
@@ -401,11 +415,48 @@ void write_png(const std::string& path, const torch::Tensor& rgb_u8, const std::
     }
     chunks.push_back(chunk);
   }
-  write_atomically(path, [&](const std::string& tmp) {
-    auto error = encode_png_file(tmp.c_str(), img.data_ptr<uint8_t>(), static_cast<png_uint_32>(img.size(0)),
+  std::string out;
+  auto error = encode_png_memory(&out, img.data_ptr<uint8_t>(), static_cast<png_uint_32>(img.size(0)),
                                  static_cast<png_uint_32>(img.size(1)), chunks.data(), static_cast<int>(chunks.size()));
-    if (!error.empty()) throw Error(path + ": cannot write PNG (" + error + ")");
+  if (!error.empty()) throw Error(what + ": cannot write PNG (" + error + ")");
+  return out;
+}
+
+}  // namespace
+
+void write_png(const std::string& path, const torch::Tensor& rgb_u8, const std::map<std::string, std::string>& text) {
+  const std::string bytes = png_bytes(rgb_u8, text, path);
+  write_atomically(path, [&](const std::string& tmp) {
+    FILE* fp = std::fopen(tmp.c_str(), "wb");
+    if (!fp) throw Error(path + ": cannot write PNG (" + std::strerror(errno) + ")");
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), fp) == bytes.size();
+    const int saved = errno;
+    if (std::fclose(fp) != 0 || !written)
+      throw Error(path + ": cannot write PNG (" + std::strerror(written ? errno : (saved ? saved : EIO)) + ")");
   });
+}
+
+std::string encode_png_bytes(const torch::Tensor& rgb_u8, const std::map<std::string, std::string>& text) {
+  return png_bytes(rgb_u8, text, "PNG");
+}
+
+ImageHeader image_bytes_header(const std::string& bytes, const std::string& what) {
+  int w = 0, h = 0, c = 0;
+  if (bytes.empty() || bytes.size() > size_t(INT32_MAX) ||
+      !stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &c)) {
+    const char* reason = bytes.empty() ? "empty" : stbi_failure_reason();
+    cannot_read(what, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
+  }
+  return {w, h};
+}
+
+torch::Tensor decode_image_rgb_bytes(const std::string& bytes, const std::string& what) {
+  return over_white(decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), what).rgba);
+}
+
+torch::Tensor decode_mask_bytes(const std::string& bytes, const std::string& what) {
+  auto decoded = decode_bytes(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), what);
+  return mask_channel(decoded).to(torch::kFloat32).div(255.0).contiguous();
 }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {

@@ -19,7 +19,8 @@ std::string base64_encode(const std::string& bytes);
 // the 400 error for malformed text.
 std::string base64_decode(const std::string& text, const std::string& field);
 
-// Decodes PNG/JPEG/BMP/... bytes to uint8 [H, W, 3] (alpha composited over white). Throws
+// Decodes PNG/JPEG/BMP/... bytes to uint8 [H, W, 3] as io/image_bytes.h does (EXIF orientation,
+// alpha composited over white). Throws
 // HttpError 413 when the header announces a size over the limits (nothing is decoded then), 400
 // when the bytes are not an image; both name `field`.
 torch::Tensor decode_image(const std::string& bytes, const std::string& field, const ImageLimits& limits = {});

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/image.h"
+#include "io/image_bytes.h"
 #include "io/safetensors.h"
 
 #pragma GCC diagnostic push
@@ -47,6 +48,33 @@ void expect_error_naming(Fn fn, const std::string& needle) {
   } catch (const sine::Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
+}
+
+// Bytes in memory go through the same decoder and encoder as files: an uploaded image decodes as
+// the file would, and write_png writes exactly encode_png_bytes.
+TEST(ImageBytes, DecodeAndEncodeAsTheFileFunctions) {
+  const std::string path = testing::TempDir() + "/sine_image_bytes.png";
+  torch::manual_seed(0);
+  auto img = torch::randint(0, 256, {9, 7, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  const std::map<std::string, std::string> text{{"parameters", "a cat\nSteps: 2, Seed: 1, Size: 7x9"}};
+  sine::write_png(path, img, text);
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes, sine::encode_png_bytes(img, text));
+  EXPECT_TRUE(torch::equal(sine::decode_image_rgb_bytes(bytes, "upload"), sine::read_image_rgb(path)));
+  EXPECT_TRUE(torch::equal(sine::decode_mask_bytes(bytes, "upload"), sine::read_mask(path, 9, 7).view({9, 7})));
+  const auto header = sine::image_bytes_header(bytes, "upload");
+  EXPECT_EQ(header.width, 7);
+  EXPECT_EQ(header.height, 9);
+  for (const std::string bad : {std::string(), std::string("not an image")}) {
+    try {
+      sine::decode_image_rgb_bytes(bad, "init_images[0]");
+      ADD_FAILURE() << "garbage decoded";
+    } catch (const sine::Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("init_images[0]: cannot read image", 0), 0u) << e.what();
+    }
+  }
+  std::remove(path.c_str());
 }
 
 }  // namespace
