@@ -30,16 +30,6 @@ LoadOptions load_options(const ModelFlags& f) {
 
 Pipeline load_pipeline(const ModelFlags& f) { return Pipeline::load(load_options(f)); }
 
-std::map<std::string, std::string> png_parameters(const std::map<std::string, std::string>& params) {
-  std::string text;
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : params) {
-    text += (text.empty() ? "" : ", ") + k + ": " + v;
-    j[k] = v;
-  }
-  return {{"parameters", text}, {"sine", j.dump()}};
-}
-
 StepCallback SamplingProgress::callback() {
   return [this](int64_t step, int64_t total) {
     if (!bar_) bar_ = std::make_unique<ProgressBar>(label_, total);

@@ -56,7 +56,5 @@ std::string batch_output_path(const std::string& output, int64_t index, int64_t 
 // `sine world ...`: created by whichever command registers under it first.
 CLI::App* world_command(CLI::App& app);
 
-// "key: value" lines in A1111's "parameters" style plus a JSON copy, for PNG text chunks.
-std::map<std::string, std::string> png_parameters(const std::map<std::string, std::string>& params);
 
 }  // namespace sine

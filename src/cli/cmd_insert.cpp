@@ -10,6 +10,7 @@
 #include "eval/insert_bench.h"
 #include "io/image.h"
 #include "methods/concept_file.h"
+#include "methods/method_parameters.h"
 #include "methods/single_insert.h"
 
 namespace sine {
@@ -51,7 +52,7 @@ void run_train(TrainFlags& f) {
     const auto dot = mask_png.rfind('.');
     mask_png = mask_png.substr(0, dot) + ".mask.png";
     torch::Tensor m = (mask[0][0] * 255).round().to(torch::kUInt8).unsqueeze(2).expand({-1, -1, 3}).contiguous();
-    write_png(mask_png, m, png_parameters({{"mask", "cross-attention of '" + f.config.class_word + "'"}}));
+    write_png(mask_png, m, {{"parameters", "cross-attention mask of '" + f.config.class_word + "'"}});
     std::cerr << "no --mask: using the cross-attention mask of '" << f.config.class_word << "' (" << mask_png
               << ", " << static_cast<int>(100 * mask.mean().item<double>()) << "% of the image)\n";
   }
@@ -109,18 +110,9 @@ void run_generate(GenerateFlags& f) {
     const std::string out = batch_output_path(f.output, b, f.batch_count);
     std::string list;
     for (size_t i = 0; i < f.concepts.size(); ++i)
-      list += (i ? ", " : "") + concepts[i].token + "=" + f.concepts[i] +
+      list += (i ? ", " : "") + concepts[i].token + "=" + std::filesystem::path(f.concepts[i]).filename().string() +
               (f.scales.empty() ? "" : "@" + std::to_string(f.scales[i]));
-    write_png(out, image,
-              png_parameters({{"mode", "singleinsert"},
-                              {"prompt", o.prompt},
-                              {"negative_prompt", o.negative_prompt},
-                              {"steps", std::to_string(o.steps)},
-                              {"cfg_scale", std::to_string(o.cfg_scale)},
-                              {"seed", std::to_string(o.seed)},
-                              {"sampler", "DDIM"},
-                              {"concepts", list},
-                              {"model", pipe.source()}}));
+    write_png(out, image, insert_parameters(pipe, o, list, image.size(0), image.size(1)).png_text());
     std::cout << out << "\n";
   }
   for (auto& n : nets) n.remove();

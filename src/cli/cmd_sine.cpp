@@ -15,6 +15,7 @@
 #include "io/image.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
+#include "methods/method_parameters.h"
 #include "methods/sine_model.h"
 
 namespace fs = std::filesystem;
@@ -260,25 +261,8 @@ void run_edit(EditFlags& f) {
     branches.push_back(b);
   }
 
-  std::map<std::string, std::string> params{
-      {"method", "SINE model-based guidance"},
-      {"mode", sine_edit_mode_name(c.mode)},
-      {"prompt", c.edit_prompt},
-      {"steps", std::to_string(c.steps)},
-      {"cfg_scale", format_double(c.scale)},
-      {"seed", std::to_string(c.seed)},
-      {"sampler", "DDIM eta 0"},
-      {"model", pretrained.source()},
-  };
-  for (size_t i = 0; i < branches.size(); ++i) {
-    const std::string k = branches.size() > 1 ? "finetuned_" + std::to_string(i) : "finetuned";
-    params[k] = f.finetuned[i];
-    params[k + "_desc"] = branches[i].prompt;
-    params[k + "_beta"] = format_double(branches[i].beta);
-    params[k + "_K"] = std::to_string(branches[i].K);
-    params[k + "_grid"] = infos[i].grid ? "stretched" : "none";
-  }
-  if (branches.size() == 1) params["v"] = format_double(1.0 - branches[0].beta);
+  std::vector<std::string> names;  // the fine-tunes by file name, never by local path
+  for (const auto& path : f.finetuned) names.push_back(fs::path(path).filename().string());
 
   auto run_one = [&](const std::vector<SineBranch>& bs, const std::string& label) {
     SamplingProgress progress(label);
@@ -289,8 +273,7 @@ void run_edit(EditFlags& f) {
 
   if (!sweep) {
     auto image = run_one(branches, "sine edit");
-    params["size"] = std::to_string(image.size(1)) + "x" + std::to_string(image.size(0));
-    write_png(f.output, image, png_parameters(params));
+    write_png(f.output, image, sine_edit_parameters(pretrained, c, branches, names, image.size(0), image.size(1)).png_text());
     std::cout << f.output << "\n";
     return;
   }
@@ -308,9 +291,10 @@ void run_edit(EditFlags& f) {
     labels.push_back(label);
     values += (values.empty() ? "" : ",") + format_double(x);
   }
-  params["sweep"] = sweep->name + "=" + values;
-  params.erase(sweep->name == "K" ? "finetuned_K" : "v");
-  write_png(f.output, make_grid(images, static_cast<int64_t>(images.size()), 4, labels), png_parameters(params));
+  auto params = sine_edit_parameters(pretrained, c, branches, names, images[0].size(0), images[0].size(1));
+  params.set(sweep->name == "K" ? "SINE K" : "SINE v", values);  // the swept values, one per cell
+  params.set("SINE sweep", sweep->name + "=" + values);
+  write_png(f.output, make_grid(images, static_cast<int64_t>(images.size()), 4, labels), params.png_text());
   std::cout << f.output << "\n";
 }
 

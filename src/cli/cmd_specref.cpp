@@ -14,6 +14,7 @@
 #include "methods/local_blend.h"
 #include "methods/null_text_inversion.h"
 #include "methods/prompt_to_prompt.h"
+#include "methods/method_parameters.h"
 #include "methods/specref.h"
 #include "methods/word_alignment.h"
 
@@ -144,8 +145,11 @@ void run_invert(const InvertFlags& f) {
   save_safetensors(f.output, tensors, meta);
   std::cout << f.output << "\n";
   if (!f.recon.empty()) {
-    write_png(f.recon, from_model_output(final_recon[0]),
-              png_parameters({{"mode", "inversion reconstruction"}, {"prompt", f.prompt}, {"model", pipe.source()}}));
+    GenerationParameters p;
+    p.prompt = f.prompt;
+    p.set("Steps", f.steps).set("Sampler", f.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
+    p.set("CFG scale", f.null_text ? f.cfg_scale : 1.0).set("Model", pipe.model_name());
+    write_png(f.recon, from_model_output(final_recon[0]), p.png_text());
     std::cout << f.recon << "\n";
   }
 }
@@ -284,19 +288,9 @@ void run_p2p(const EditFlags& f) {
   auto recon = from_model_output(images[0]), edited = from_model_output(images[1]);
   std::cout << "reconstruction path: " << (want_null ? "null-text embeddings" : "inversion latents")
             << "; source reconstruction PSNR " << fmt(psnr(images[0], to_model_input(image))) << " dB\n";
-  auto params = png_parameters({{"mode", "prompt-to-prompt"},
-                                {"prompt", f.prompt},
-                                {"target", f.target},
-                                {"edit", p2p::edit_kind_name(pc.kind)},
-                                {"steps", std::to_string(f.steps)},
-                                {"cfg_scale", fmt(f.cfg_scale, 2)},
-                                {"cross_replace", fmt(f.cross_replace, 2)},
-                                {"self_replace", fmt(f.self_replace, 2)},
-                                {"reweight", f.reweight},
-                                {"cross_replace_words", f.cross_words},
-                                {"local_blend", blend ? "on" : "off"},
-                                {"path", want_null ? "null-text" : "latents"},
-                                {"model", pipe.source()}});
+  const auto params = p2p_parameters(pipe, f.prompt, f.target, pc, f.steps, f.cfg_scale, blend != nullptr,
+                                     want_null ? "null-text" : "latents", edited.size(0), edited.size(1))
+                          .png_text();
   write_png(f.output, edited, params);
   std::cout << f.output << "\n";
   const std::string grid = f.grid.empty() ? with_suffix(f.output, "_grid") : f.grid;
@@ -391,19 +385,7 @@ void run_specref_cmd(const SpecRefFlags& f) {
               << "' in '" << (f.ref_prompt.empty() ? f.target : f.ref_prompt) << "'\n";
   std::cout << "masks: " << specref::mask_mode_name(c.sr.mask_mode) << "; inversion " << fmt(r.invert_seconds)
             << " s, edit " << fmt(r.edit_seconds) << " s\n";
-  auto params = png_parameters({{"mode", "specref"},
-                                {"prompt", f.prompt},
-                                {"target", f.target},
-                                {"words", f.words},
-                                {"masks", specref::mask_mode_name(c.sr.mask_mode)},
-                                {"ms_source", r.ms_derived ? "derived from cross-attention"
-                                                           : (f.ref_mask.empty() ? (f.ref_cutout.empty() ? "none" : "cutout") : "mask file")},
-                                {"steps", std::to_string(f.steps)},
-                                {"cfg_scale", fmt(f.cfg_scale, 2)},
-                                {"sr_steps", std::to_string(f.sr_start) + "-" + std::to_string(f.sr_end - 1)},
-                                {"threshold", fmt(f.threshold, 2)},
-                                {"edit", p2p::edit_kind_name(c.p2p.kind)},
-                                {"model", pipe.source()}});
+  const auto params = specref_parameters(pipe, in, c, r.ms_derived, r.result.size(0), r.result.size(1)).png_text();
   write_png(f.output, r.result, params);
   std::cout << f.output << "\n";
   const std::string grid = f.grid.empty() ? with_suffix(f.output, "_grid") : f.grid;

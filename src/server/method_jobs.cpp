@@ -4,6 +4,7 @@
 
 #include "io/image.h"
 #include "methods/concept_file.h"
+#include "methods/method_parameters.h"
 #include "methods/single_insert.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
@@ -140,18 +141,7 @@ JobRunner MethodJobs::edit(const nlohmann::json& params, nlohmann::json& summary
     }
     job.begin_stage("editing", c.steps);
     auto image = sine_edit(*pretrained, branches, c, job.step_callback());
-    GenerationParameters p;
-    p.prompt = c.edit_prompt;
-    p.set("Steps", c.steps).set("Sampler", "DDIM").set("CFG scale", c.scale).set("Seed", static_cast<int64_t>(c.seed));
-    p.set("Size", std::to_string(image.size(1)) + "x" + std::to_string(image.size(0)));
-    if (const auto hash = pretrained->model_hash(); !hash.empty()) p.set("Model hash", hash);
-    p.set("Model", pretrained->model_name());
-    p.set("SINE mode", sine_edit_mode_name(c.mode));
-    if (!branches.empty()) {
-      p.set("SINE K", K).set("SINE v", v).set("SINE desc", branches[0].prompt).set("SINE finetune", id);
-      p.set("SINE grid", branches[0].grid ? "stretched" : "none");
-    }
-    p.set("Version", std::string("sine ") + SINE_VERSION);
+    const auto p = sine_edit_parameters(*pretrained, c, branches, {id}, image.size(0), image.size(1));
     job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
     return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
   };
@@ -271,13 +261,10 @@ JobRunner MethodJobs::insert_generate(const nlohmann::json& params, nlohmann::js
     } attached{attach_concepts(pipe->model(), concepts, scales)};
     job.begin_stage("sampling", o.steps);
     auto image = generate_with_concepts(*pipe, concepts, o, job.step_callback());
-    GenerationParameters p = pipe->describe(o, image.size(0), image.size(1));
-    p.set("Sampler", "DDIM");
-    p.set("Schedule type", "Automatic");
     std::string list;
     for (size_t i = 0; i < concepts.size(); ++i)
       list += (i ? ", " : "") + concepts[i].token + "=" + ids[i] + (scales.empty() ? "" : "@" + std::to_string(scales[i]));
-    p.set("SingleInsert concepts", list);
+    const auto p = insert_parameters(*pipe, o, list, image.size(0), image.size(1));
     job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
     return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
   };
@@ -344,20 +331,7 @@ JobRunner MethodJobs::specref(const nlohmann::json& params, nlohmann::json& summ
   return [pipe, in, c](JobContext& job) -> nlohmann::json {
     job.begin_stage("joint inversion, then the edit", c.steps);
     auto r = specref::run_specref(*pipe, in, c, false, job.step_callback());
-    GenerationParameters p;
-    p.prompt = in.target_prompt;
-    p.set("Steps", c.steps).set("Sampler", "DDIM").set("CFG scale", c.cfg_scale);
-    p.set("Size", std::to_string(r.result.size(1)) + "x" + std::to_string(r.result.size(0)));
-    if (const auto hash = pipe->model_hash(); !hash.empty()) p.set("Model hash", hash);
-    p.set("Model", pipe->model_name());
-    std::string words;
-    for (const auto& w : in.edit_words) words += (words.empty() ? "" : ",") + w;
-    p.set("SpecRef source prompt", in.source_prompt).set("SpecRef words", words);
-    p.set("SpecRef masks", specref::mask_mode_name(c.sr.mask_mode));
-    p.set("SpecRef M_s", r.ms_derived ? "derived" : "given");
-    p.set("SpecRef SR steps", std::to_string(c.sr.sr_start) + "-" + std::to_string(c.sr.sr_end - 1));
-    p.set("P2P edit", p2p::edit_kind_name(c.p2p.kind));
-    p.set("Version", std::string("sine ") + SINE_VERSION);
+    const auto p = specref_parameters(*pipe, in, c, r.ms_derived, r.result.size(0), r.result.size(1));
     job.add_image(encode_png(r.result, p.png_text()), true, {{"infotext", p.format()}, {"role", "result"}});
     job.add_image(encode_png(r.source_recon), true, {{"role", "source reconstruction"}});
     return {{"infotexts", {p.format()}}, {"ms_derived", r.ms_derived}, {"invert_seconds", r.invert_seconds},

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
+#include "io/generation_parameters.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 
@@ -76,9 +77,14 @@ TEST_F(SineCli, FinetuneResumeEditAndSweep) {
   EXPECT_EQ(img.size(1), 128);
   auto text = sine::read_png_text(edit);
   ASSERT_TRUE(text.count("parameters"));
-  EXPECT_NE(text.at("parameters").find("v: 0.7"), std::string::npos) << text.at("parameters");
-  EXPECT_NE(text.at("parameters").find("finetuned_K: 400"), std::string::npos);
-  EXPECT_NE(text.at("parameters").find("finetuned_desc: photo of a sks picture"), std::string::npos);
+  auto params = sine::GenerationParameters::parse(text.at("parameters"));  // A1111's format
+  EXPECT_EQ(params.prompt, "a green circle on a yellow background");
+  EXPECT_EQ(params.get("SINE v"), "0.7") << text.at("parameters");
+  EXPECT_EQ(params.get("SINE K"), "400");
+  EXPECT_EQ(params.get("SINE desc"), "photo of a sks picture");
+  EXPECT_EQ(params.get("SINE finetune"), fs::path(out).filename().string());  // a name, not a path
+  EXPECT_EQ(params.get("Size"), "128x64");
+  EXPECT_EQ(text.at("parameters").find(scratch_->dir().string()), std::string::npos) << "a local path leaked";
 
   const std::string sweep = scratch_->path("sweep.png");
   r = scratch_->sine("edit --finetuned " + quote(out) + " -p 'a green circle' --steps 2 --sweep K=200,800 -o " +
@@ -86,7 +92,9 @@ TEST_F(SineCli, FinetuneResumeEditAndSweep) {
   ASSERT_EQ(r.code, 0) << r.err;
   auto grid = sine::read_image_rgb(sweep);
   EXPECT_GT(grid.size(1), 2 * 64);  // two labelled cells side by side
-  EXPECT_NE(sine::read_png_text(sweep).at("parameters").find("sweep: K=200,800"), std::string::npos);
+  const auto swept = sine::GenerationParameters::parse(sine::read_png_text(sweep).at("parameters"));
+  EXPECT_EQ(swept.get("SINE sweep"), "K=200,800");
+  EXPECT_EQ(swept.get("SINE K"), "200,800");
 
   // Bad edit inputs.
   expect_clean_failure("edit --finetuned " + quote(out) + " -p x --v 1.5 -o " + quote(scratch_->path("a.png")),
