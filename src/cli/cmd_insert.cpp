@@ -101,6 +101,8 @@ void run_generate(GenerateFlags& f) {
     throw Error("-c/--concept: token width " + std::to_string(concepts[0].vector.size(0)) +
                 " does not match the model's text width " + std::to_string(pipe.config().text.width));
   auto nets = attach_concepts(pipe.model(), concepts, f.scales);
+  std::vector<std::string> names;  // the concepts by file name, never by local path
+  for (const auto& path : f.concepts) names.push_back(std::filesystem::path(path).filename().string());
   for (int64_t b = 0; b < f.batch_count; ++b) {
     GenerateOptions o = f.gen;
     o.seed = f.gen.seed + static_cast<uint64_t>(b);
@@ -108,11 +110,7 @@ void run_generate(GenerateFlags& f) {
     torch::Tensor image = generate_with_concepts(pipe, concepts, o, progress.callback());
     progress.finish();
     const std::string out = batch_output_path(f.output, b, f.batch_count);
-    std::string list;
-    for (size_t i = 0; i < f.concepts.size(); ++i)
-      list += (i ? ", " : "") + concepts[i].token + "=" + std::filesystem::path(f.concepts[i]).filename().string() +
-              (f.scales.empty() ? "" : "@" + std::to_string(f.scales[i]));
-    write_png(out, image, insert_parameters(pipe, o, list, image.size(0), image.size(1)).png_text());
+    write_png(out, image, insert_parameters(pipe, o, concepts, names, f.scales, image.size(0), image.size(1)).png_text());
     std::cout << out << "\n";
   }
   for (auto& n : nets) n.remove();

@@ -256,7 +256,7 @@ void run_edit(EditFlags& f) {
     b.grid = grids[i] ? &*grids[i] : nullptr;
     b.prompt = desc.empty() ? infos[i].prompt : desc;
     // One model: β = 1 − v. Several: --beta each, or (1 − v) shared equally.
-    b.beta = !f.betas.empty() ? f.betas[i] : (1.0 - f.v) / static_cast<double>(infos.size());
+    b.beta = !f.betas.empty() ? f.betas[i] : sine_beta(f.v, infos.size());
     b.K = !f.ks.empty() ? f.ks[i] : f.K;
     branches.push_back(b);
   }
@@ -285,7 +285,7 @@ void run_edit(EditFlags& f) {
     if (sweep->name == "K")
       bs[0].K = static_cast<int64_t>(x);
     else
-      bs[0].beta = 1.0 - x;
+      bs[0].beta = sine_beta(x);
     const std::string label = sweep->name + "=" + format_double(x);
     images.push_back(run_one(bs, "sine edit " + label));
     labels.push_back(label);

@@ -359,7 +359,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
         }
         for (double v : o.v_sweep) {
           SineBranch b = whole_branch;
-          b.beta = 1.0 - v;
+          b.beta = sine_beta(v);
           v_tally[v].add(run({b}, SineEditMode::Sine).second);
         }
       }

@@ -34,7 +34,7 @@ GenerationParameters sine_edit_parameters(const Pipeline& pretrained, const Sine
     p.set("SINE desc" + n, b.prompt);
     p.set("SINE K" + n, b.K);
     if (branches.size() == 1)
-      p.set("SINE v", 1.0 - b.beta);  // the paper's v: one fine-tuned model, β = 1 − v
+      p.set("SINE v", sine_v(branches));  // the paper's v: one fine-tuned model, β = 1 − v
     else
       p.set("SINE beta" + n, b.beta);
     p.set("SINE grid" + n, b.grid ? "stretched" : "none");
@@ -43,11 +43,15 @@ GenerationParameters sine_edit_parameters(const Pipeline& pretrained, const Sine
   return p;
 }
 
-GenerationParameters insert_parameters(const Pipeline& pipeline, const GenerateOptions& o, const std::string& concepts,
-                                       int64_t height, int64_t width) {
+GenerationParameters insert_parameters(const Pipeline& pipeline, const GenerateOptions& o,
+                                       const std::vector<Concept>& concepts, const std::vector<std::string>& names,
+                                       const std::vector<double>& scales, int64_t height, int64_t width) {
   auto p = common(pipeline, o.prompt, o.negative_prompt, o.steps, o.cfg_scale, static_cast<int64_t>(o.seed), height,
                   width);
-  p.set("SingleInsert concepts", concepts);
+  std::string list;
+  for (size_t i = 0; i < concepts.size() && i < names.size(); ++i)
+    list += (i ? ", " : "") + concepts[i].token + "=" + names[i] + (scales.empty() ? "" : "@" + std::to_string(scales[i]));
+  p.set("SingleInsert concepts", list);
   finish(p);
   return p;
 }

@@ -18,9 +18,11 @@ GenerationParameters sine_edit_parameters(const Pipeline& pretrained, const Sine
                                           const std::vector<SineBranch>& branches,
                                           const std::vector<std::string>& finetunes, int64_t height, int64_t width);
 
-// SingleInsert generation: `concepts` as "TOKEN=NAME" (or with "@scale").
+// SingleInsert generation: each concept as "TOKEN=NAME" (with "@scale" when scales are given);
+// `names` name the concepts (file names or artefact ids).
 GenerationParameters insert_parameters(const Pipeline& pipeline, const GenerateOptions& options,
-                                       const std::string& concepts, int64_t height, int64_t width);
+                                       const std::vector<Concept>& concepts, const std::vector<std::string>& names,
+                                       const std::vector<double>& scales, int64_t height, int64_t width);
 
 // SpecRef: the target prompt is the prompt; the source prompt, words, masks, SR steps and P2P's edit.
 GenerationParameters specref_parameters(const Pipeline& pipeline, const specref::SpecRefInputs& inputs,

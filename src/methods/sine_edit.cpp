@@ -5,6 +5,14 @@
 
 namespace sine {
 
+double sine_beta(double v, size_t models) { return (1.0 - v) / static_cast<double>(models); }
+
+double sine_v(const std::vector<SineBranch>& branches) {
+  double sum = 0;
+  for (const auto& b : branches) sum += b.beta;
+  return 1.0 - sum;
+}
+
 SineEditMode parse_sine_edit_mode(const std::string& name) {
   if (name == "sine") return SineEditMode::Sine;
   if (name == "no-guidance") return SineEditMode::NoGuidance;

@@ -30,6 +30,12 @@ struct SineBranch {
   int64_t K = 400;
 };
 
+// SINE's v (the weight of the pre-trained model's edit direction) as the weight β of each of
+// `models` fine-tuned branches sharing the rest equally: (1 − v) / models; and v back from the
+// branches' weights: 1 − Σ β.
+double sine_beta(double v, size_t models = 1);
+double sine_v(const std::vector<SineBranch>& branches);
+
 struct SineEditConfig {
   std::string edit_prompt;
   int64_t width = 0, height = 0;  // 0: the model's native size

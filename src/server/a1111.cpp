@@ -69,8 +69,8 @@ torch::Tensor fill_masked(const torch::Tensor& rgb_u8, const torch::Tensor& mask
 }  // namespace
 
 GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2img, const ServerSettings& settings,
-                                           const ImageLimits& limits) {
-  Fields f(body);
+                                           const ImageLimits& limits, const std::string& prefix) {
+  Fields f(body, prefix);
   GenerationRequest r;
   r.img2img = img2img;
   auto& o = r.options;
@@ -83,9 +83,9 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
   o.seed = seed >= 0 ? static_cast<uint64_t>(seed) : (static_cast<uint64_t>(std::random_device{}()) & 0xffffffffu);
   const double eta = f.number("eta", settings.eta_ddim, 0.0, 1.0);
   const auto overrides = f.object("override_settings");
-  o.clip_skip = Fields(overrides, "override_settings").integer("CLIP_stop_at_last_layers", settings.clip_skip, 1, 12);
+  o.clip_skip = Fields(overrides, f.path("override_settings")).integer("CLIP_stop_at_last_layers", settings.clip_skip, 1, 12);
   o.clip_skip = f.integer("clip_skip", o.clip_skip, 1, 12);
-  parse_sampler(f.has("sampler_name") ? "sampler_name" : "sampler_index",
+  parse_sampler(f.path(f.has("sampler_name") ? "sampler_name" : "sampler_index"),
                 f.string("sampler_name", f.string("sampler_index", "Euler a")), o);
   // A1111 takes eta with every sampler: DDIM's η; the ancestral samplers' noise multiplier (1 is
   // k-diffusion's own ancestral step, the only one here); ignored by the others. Clients such as
@@ -93,7 +93,7 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
   if (o.sampler == "ddim")
     o.eta = f.has("eta") ? eta : settings.eta_ddim;
   else if (o.sampler == "euler_a" && f.has("eta") && eta != 1.0)
-    throw bad_field("eta", "Euler a runs with eta 1 (k-diffusion's ancestral step) only; got " + std::to_string(eta));
+    throw bad_field(f.path("eta"), "Euler a runs with eta 1 (k-diffusion's ancestral step) only; got " + std::to_string(eta));
   if (f.has("scheduler")) {
     const auto s = f.string("scheduler");
     if (s == "Karras" || s == "karras")
@@ -101,30 +101,31 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
     else if (s == "Automatic" || s == "automatic" || s == "Uniform" || s == "uniform")
       o.schedule = SigmaSchedule::standard;
     else
-      throw bad_field("scheduler", "expected Automatic or Karras (got '" + s + "')");
+      throw bad_field(f.path("scheduler"), "expected Automatic or Karras (got '" + s + "')");
   }
-  if (f.boolean("enable_hr", false)) throw bad_field("enable_hr", "the hires fix is not supported");
+  if (f.boolean("enable_hr", false)) throw bad_field(f.path("enable_hr"), "the hires fix is not supported");
   r.batch_size = f.integer("batch_size", 1, 1, 16);
   r.n_iter = f.integer("n_iter", 1, 1, 16);
   r.send_images = f.boolean("send_images", true);
   r.save_images = f.boolean("save_images", false);
   o.width = f.integer("width", 0, 0, limits.max_side);
   o.height = f.integer("height", 0, 0, limits.max_side);
-  if (o.width % 8 || o.height % 8) throw bad_field(o.width % 8 ? "width" : "height", "must be a multiple of 8");
+  if (o.width % 8 || o.height % 8) throw bad_field(f.path(o.width % 8 ? "width" : "height"), "must be a multiple of 8");
 
   if (img2img) {
     const auto images = f.strings("init_images");
-    if (images.empty()) throw bad_field("init_images", "img2img needs one image (base64 PNG/JPEG)");
-    o.init_image = decode_image(base64_decode(images[0], "init_images[0]"), "init_images[0]", limits);
+    if (images.empty()) throw bad_field(f.path("init_images"), "img2img needs one image (base64 PNG/JPEG)");
+    const std::string image_field = f.path("init_images") + "[0]";
+    o.init_image = decode_image(base64_decode(images[0], image_field), image_field, limits);
     if (o.width == 0 && o.height == 0) {  // A1111 would use 512x512; the image's own size is what one means
       auto [h, w] = snap_size(o.init_image.size(0), o.init_image.size(1), 8);
       o.width = w;
       o.height = h;
     }
     o.strength = f.number("denoising_strength", 0.75, 0.0, 1.0);
-    if (o.strength <= 0) throw bad_field("denoising_strength", "must be above 0");
+    if (o.strength <= 0) throw bad_field(f.path("denoising_strength"), "must be above 0");
     if (f.has("mask")) {
-      auto mask = decode_mask(base64_decode(f.string("mask"), "mask"), "mask", limits);
+      auto mask = decode_mask(base64_decode(f.string("mask"), f.path("mask")), f.path("mask"), limits);
       if (mask.size(0) != o.init_image.size(0) || mask.size(1) != o.init_image.size(1))
         mask = torch::nn::functional::interpolate(
                    mask.unsqueeze(0).unsqueeze(0),
@@ -141,7 +142,7 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
       if (fill == 0)
         o.init_image = fill_masked(o.init_image, o.mask);
       else if (fill != 1)
-        throw bad_field("inpainting_fill", "0 (fill) and 1 (original) are supported; latent noise/nothing are not");
+        throw bad_field(f.path("inpainting_fill"), "0 (fill) and 1 (original) are supported; latent noise/nothing are not");
       r.parameters["inpainting_fill"] = fill;
       r.parameters["mask_blur"] = o.mask_blur;
     }

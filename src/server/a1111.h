@@ -34,8 +34,9 @@ struct GenerationRequest {
 // Throws HttpError 400 naming the field for a wrong type or range, 413 for an image over the
 // limits. `img2img` requires init_images (and reads mask, mask_blur, inpainting_fill,
 // inpainting_mask_invert, denoising_strength).
+// `prefix` names where the fields sit in errors ("params" for a generate job: "params.steps").
 GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2img, const ServerSettings& settings,
-                                           const ImageLimits& limits);
+                                           const ImageLimits& limits, const std::string& prefix = "");
 
 // Runs a request on the job's worker thread: progress per step (stage "image i/n"), a preview
 // every few steps, each image encoded as a PNG with A1111's "parameters" text (and saved as an

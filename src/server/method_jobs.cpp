@@ -29,6 +29,28 @@ auto as_field_error(const std::string& field, F f) -> decltype(f()) {
   }
 }
 
+// A required request image (`what` says what it is for in the 400), decoded and checked against the limits.
+torch::Tensor request_image(const Fields& f, const std::string& name, const std::string& what,
+                            const ImageLimits& limits) {
+  const auto text = f.string(name);
+  if (text.empty()) throw bad_field(f.path(name), "required (" + what + ")");
+  return decode_image(base64_decode(text, f.path(name)), f.path(name), limits);
+}
+
+// The same fitted to the model's square size (centre crop, as the CLI's default --fit).
+torch::Tensor fitted_image(const Fields& f, const std::string& name, const std::string& what, int64_t size,
+                           const ImageLimits& limits) {
+  return fit_image(request_image(f, name, what, limits), size, size, FitPolicy::CenterCrop);
+}
+
+// An optional request mask fitted like the image: float [size, size] in [0, 1]; undefined when absent.
+torch::Tensor fitted_mask(const Fields& f, const std::string& name, int64_t size, const ImageLimits& limits) {
+  if (!f.has(name)) return {};
+  auto m = decode_mask(base64_decode(f.string(name), f.path(name)), f.path(name), limits);
+  auto m8 = (m * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
+  return fit_image(m8, size, size, FitPolicy::CenterCrop).select(2, 0).to(torch::kFloat32).div(255);
+}
+
 }  // namespace
 
 const std::vector<std::string>& MethodJobs::kinds() {
@@ -56,9 +78,7 @@ std::pair<JobRunner, nlohmann::json> MethodJobs::prepare(const std::string& kind
 
 JobRunner MethodJobs::finetune(const nlohmann::json& params, nlohmann::json& summary) {
   Fields f(params, "params");
-  const auto image_text = f.string("image");
-  if (image_text.empty()) throw bad_field("params.image", "required (base64 PNG/JPEG of the image to fine-tune on)");
-  auto image = decode_image(base64_decode(image_text, "params.image"), "params.image", limits_);
+  auto image = request_image(f, "image", "base64 PNG/JPEG of the image to fine-tune on", limits_);
   SineFinetuneConfig c;
   c.class_word = f.string("class_word");
   if (c.class_word.empty()) throw bad_field("params.class_word", "required (the class word of the prompt, e.g. dog)");
@@ -135,7 +155,7 @@ JobRunner MethodJobs::edit(const nlohmann::json& params, nlohmann::json& summary
       b.pipeline = &finetuned->pipeline;
       b.grid = finetuned->grid ? &*finetuned->grid : nullptr;
       b.prompt = desc.empty() ? finetuned->info.prompt : desc;
-      b.beta = 1.0 - v;  // SINE's v: the weight of the pre-trained model's edit direction
+      b.beta = sine_beta(v);
       b.K = K;
       branches.push_back(b);
     }
@@ -149,17 +169,10 @@ JobRunner MethodJobs::edit(const nlohmann::json& params, nlohmann::json& summary
 
 JobRunner MethodJobs::insert_train(const nlohmann::json& params, nlohmann::json& summary) {
   Fields f(params, "params");
-  const auto image_text = f.string("image");
-  if (image_text.empty()) throw bad_field("params.image", "required (base64 PNG/JPEG of the concept's image)");
   const int64_t size = pipeline_.native_size();
-  auto image = fit_image(decode_image(base64_decode(image_text, "params.image"), "params.image", limits_), size, size,
-                         FitPolicy::CenterCrop);
-  torch::Tensor mask;
-  if (f.has("mask")) {
-    auto m = decode_mask(base64_decode(f.string("mask"), "params.mask"), "params.mask", limits_);
-    auto m8 = (m * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
-    mask = fit_image(m8, size, size, FitPolicy::CenterCrop).select(2, 0).to(torch::kFloat32).div(255).view({1, 1, size, size});
-  }
+  auto image = fitted_image(f, "image", "base64 PNG/JPEG of the concept's image", size, limits_);
+  torch::Tensor mask = fitted_mask(f, "mask", size, limits_);
+  if (mask.defined()) mask = mask.view({1, 1, size, size});
   SingleInsertConfig c;
   c.class_word = f.string("class_word");
   if (c.class_word.empty()) throw bad_field("params.class_word", "required (the concept's class word, e.g. cube)");
@@ -261,10 +274,7 @@ JobRunner MethodJobs::insert_generate(const nlohmann::json& params, nlohmann::js
     } attached{attach_concepts(pipe->model(), concepts, scales)};
     job.begin_stage("sampling", o.steps);
     auto image = generate_with_concepts(*pipe, concepts, o, job.step_callback());
-    std::string list;
-    for (size_t i = 0; i < concepts.size(); ++i)
-      list += (i ? ", " : "") + concepts[i].token + "=" + ids[i] + (scales.empty() ? "" : "@" + std::to_string(scales[i]));
-    const auto p = insert_parameters(*pipe, o, list, image.size(0), image.size(1));
+    const auto p = insert_parameters(*pipe, o, concepts, ids, scales, image.size(0), image.size(1));
     job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
     return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
   };
@@ -273,20 +283,10 @@ JobRunner MethodJobs::insert_generate(const nlohmann::json& params, nlohmann::js
 JobRunner MethodJobs::specref(const nlohmann::json& params, nlohmann::json& summary) {
   Fields f(params, "params");
   const int64_t size = pipeline_.native_size();
-  auto image = [&](const std::string& name) {
-    const auto text = f.string(name);
-    if (text.empty()) throw bad_field("params." + name, "required (base64 PNG/JPEG)");
-    return fit_image(decode_image(base64_decode(text, "params." + name), "params." + name, limits_), size, size,
-                     FitPolicy::CenterCrop);
-  };
   specref::SpecRefInputs in;
-  in.source = image("source");
-  in.reference = image("reference");
-  if (f.has("ref_mask")) {
-    auto m = decode_mask(base64_decode(f.string("ref_mask"), "params.ref_mask"), "params.ref_mask", limits_);
-    auto m8 = (m * 255).round().to(torch::kUInt8).unsqueeze(-1).expand({-1, -1, 3}).contiguous();
-    in.ms_pixels = fit_image(m8, size, size, FitPolicy::CenterCrop).select(2, 0).to(torch::kFloat32).div(255);
-  }
+  in.source = fitted_image(f, "source", "base64 PNG/JPEG", size, limits_);
+  in.reference = fitted_image(f, "reference", "base64 PNG/JPEG", size, limits_);
+  in.ms_pixels = fitted_mask(f, "ref_mask", size, limits_);
   in.source_prompt = f.string("prompt");
   in.target_prompt = f.string("target");
   if (in.source_prompt.empty()) throw bad_field("params.prompt", "required (the source image's prompt)");

@@ -225,13 +225,7 @@ struct Server::Impl {
     try {
       if (kind == "generate") {
         const bool img2img = Fields(params, "params").has("init_images");
-        GenerationRequest request;
-        try {
-          request = parse_generation_request(params, img2img, current_settings(), options.image_limits);
-        } catch (const HttpError& e) {
-          if (e.field().empty()) throw;
-          throw HttpError(e.status(), "params." + e.field(), std::string(e.what()).substr(e.field().size() + 2));
-        }
+        auto request = parse_generation_request(params, img2img, current_settings(), options.image_limits, "params");
         request.save_images = f.boolean("save_images", true);
         job = submit_generation(kind, std::move(request));
       } else {

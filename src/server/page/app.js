@@ -341,15 +341,17 @@ $('sine-file').addEventListener('change', (e) => {
     $('sine-source').src = dataUrl; $('sine-source').hidden = false;
   });
 });
-async function refreshFinetunes(select) {
+// Fills the <select> `selectId` with the server's artefacts of `kind`, each labelled by `label`.
+async function refreshArtifacts(kind, selectId, label, select) {
   try {
     const list = await api('GET', '/sine/v1/artifacts');
-    $('sine-model').textContent = '';
-    for (const a of list.filter((a) => a.kind === 'finetune'))
-      $('sine-model').append(new Option(a.id + (a.info && a.info.prompt ? ' — ' + a.info.prompt : ''), a.id));
-    if (select) $('sine-model').value = select;
+    $(selectId).textContent = '';
+    for (const a of list.filter((a) => a.kind === kind)) $(selectId).append(new Option(a.id + label(a.info || {}), a.id));
+    if (select) $(selectId).value = select;
   } catch (e) { showError(e.message); }
 }
+const refreshFinetunes = (select) =>
+  refreshArtifacts('finetune', 'sine-model', (info) => (info.prompt ? ' — ' + info.prompt : ''), select);
 $('sine-finetune').addEventListener('click', () => {
   if (!sineSource) return showError('choose the image to fine-tune on first');
   const params = { image: sineSource, class_word: $('sine-class').value, steps: Number($('sine-steps').value),
@@ -386,15 +388,8 @@ $('sr-run').addEventListener('click', () => {
 
 // ---- SingleInsert ----------------------------------------------------------------------------
 const insertPainter = painter('insert-painter', 'insert-', 'concept image');
-async function refreshConcepts(select) {
-  try {
-    const list = await api('GET', '/sine/v1/artifacts');
-    $('insert-concept').textContent = '';
-    for (const a of list.filter((a) => a.kind === 'concept'))
-      $('insert-concept').append(new Option(a.id + (a.info && a.info.class_word ? ' — * ' + a.info.class_word : ''), a.id));
-    if (select) $('insert-concept').value = select;
-  } catch (e) { showError(e.message); }
-}
+const refreshConcepts = (select) =>
+  refreshArtifacts('concept', 'insert-concept', (info) => (info.class_word ? ' — * ' + info.class_word : ''), select);
 $('insert-train').addEventListener('click', () => {
   if (!insertPainter.hasImage) return showError('choose the concept image first');
   const params = {
