@@ -15,6 +15,7 @@ struct GenerateFlags {
   GenerateOptions gen;
   std::string init_image;
   std::string mask;
+  std::string masked_content = "original";
   std::string sampler = "ddim";
   std::string scheduler = "default";
   std::string lora_dir;
@@ -31,6 +32,7 @@ void run_generate(GenerateFlags& f) {
     if (f.init_image.empty()) throw Error("--mask: inpainting needs -i/--init-image");
     f.gen.mask = read_mask(f.mask, f.gen.init_image.size(0), f.gen.init_image.size(1)).squeeze(0).squeeze(0);
   }
+  f.gen.masked_content = parse_masked_content(f.masked_content);
   f.gen.sampler = canonical_sampler_name(f.sampler);
   f.gen.schedule = parse_sigma_schedule(f.scheduler);
   f.gen.prompt_syntax = !f.no_prompt_syntax;
@@ -80,6 +82,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--mask", f->mask,
                   "inpainting mask for --init-image (white = repaint; alpha used when present), resized to the image");
   cmd->add_option("--mask-blur", f->gen.mask_blur, "feather the mask edge (Gaussian, pixels)")->capture_default_str();
+  cmd->add_option("--masked-content", f->masked_content,
+                  "what the masked region starts from: original, fill (mean colour of the rest), latent-noise, latent-nothing")
+      ->capture_default_str();
   cmd->add_flag("--force", f->gen.force, "try a size the memory estimate says will not fit");
   cmd->add_option("--lora-dir", f->lora_dir, "folder of LoRA files for <lora:NAME:WEIGHT> in the prompt (kohya, diffusers, PEFT keys)");
   cmd->add_flag("--no-prompt-syntax", f->no_prompt_syntax,

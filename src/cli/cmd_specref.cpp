@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cli/cli_common.h"
@@ -15,6 +16,7 @@
 #include "methods/null_text_inversion.h"
 #include "methods/prompt_to_prompt.h"
 #include "methods/method_parameters.h"
+#include "methods/real_image_edit.h"
 #include "methods/specref.h"
 #include "methods/word_alignment.h"
 
@@ -37,13 +39,6 @@ std::string fmt(double v, int precision = 2) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(precision) << v;
   return s.str();
-}
-
-DDIMConfig parse_schedule(const std::string& name) {
-  if (name == "null-text" || name == "p2p") return DDIMConfig::null_text_inversion();
-  if (name == "specref") return DDIMConfig::specref();
-  if (name == "sd") return DDIMConfig::stable_diffusion();
-  throw Error("--schedule: unknown schedule '" + name + "' (known: null-text, specref, sd)");
 }
 
 torch::Tensor load_input_image(const std::string& path, const Pipeline& pipe, const std::string& fit) {
@@ -71,85 +66,35 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
 
 struct InvertFlags {
   ModelFlags model;
-  std::string image, prompt, output = "inversion.safetensors", recon, fit = "crop", schedule = "null-text";
-  int64_t steps = 50, inner_steps = 10;
-  double cfg_scale = 7.5, early_stop = 1e-5;
-  bool null_text = false;
+  InvertConfig config;
+  std::string image, output = "inversion.safetensors", recon, fit = "crop";
 };
 
 void run_invert(const InvertFlags& f) {
-  if (f.prompt.empty()) throw Error("-p/--prompt is required");
-  if (f.steps < 1) throw Error("--steps must be at least 1");
-  if (f.inner_steps < 1) throw Error("--inner-steps must be at least 1");
+  f.config.validate();
   if (f.output.size() < 12 || f.output.substr(f.output.size() - 12) != ".safetensors")
     throw Error("-o/--output must end in .safetensors (got '" + f.output + "')");
-  InversionOptions inv;
-  inv.steps = f.steps;
-  inv.ddim = parse_schedule(f.schedule);
   Pipeline pipe = load_pipeline(f.model);
   auto image = load_input_image(f.image, pipe, f.fit);
-  auto z0 = pipe.encode_image(image);
-  auto cond = pipe.encode_prompt(f.prompt);
-  auto uncond = pipe.encode_prompt("");
-  std::vector<torch::Tensor> latents;
-  {
-    ProgressBar bar("ddim invert", f.steps);
-    latents = ddim_invert(pipe, z0, cond, inv, {}, [&](int64_t d, int64_t) { bar.update(d); });
-    bar.finish();
-  }
-  auto target = to_model_input(image);
-  auto vae_recon = pipe.decode_latents(z0);
-  const double psnr_vae = psnr(vae_recon, target);
-  auto rec1 = pipe.decode_latents(ddim_sample(pipe, latents.back(), cond, uncond, 1.0, inv));
-  auto recg = pipe.decode_latents(ddim_sample(pipe, latents.back(), cond, uncond, f.cfg_scale, inv));
-  std::cout << "VAE round trip PSNR " << fmt(psnr_vae) << " dB\n";
-  std::cout << "DDIM inversion, reconstruction at guidance 1: PSNR " << fmt(psnr(rec1, target)) << " dB\n";
-  std::cout << "DDIM inversion, reconstruction at guidance " << fmt(f.cfg_scale, 1) << ": PSNR "
-            << fmt(psnr(recg, target)) << " dB\n";
-  std::map<std::string, std::string> meta{{"format", "sine-inversion"},
-                                          {"prompt", f.prompt},
-                                          {"steps", std::to_string(f.steps)},
-                                          {"schedule", f.schedule},
-                                          {"steps_offset", std::to_string(inv.ddim.steps_offset)},
-                                          {"set_alpha_to_one", inv.ddim.set_alpha_to_one ? "true" : "false"},
-                                          {"inversion_guidance", "1"},
-                                          {"model", pipe.source()},
-                                          {"image", f.image},
-                                          {"psnr_guidance1", fmt(psnr(rec1, target), 3)}};
-  std::map<std::string, torch::Tensor> tensors{{"latents", torch::cat(latents).cpu()}};
-  torch::Tensor final_recon = rec1;
-  if (f.null_text) {
-    NullTextOptions nt;
-    nt.inner_steps = f.inner_steps;
-    nt.guidance = f.cfg_scale;
-    nt.early_stop_epsilon = f.early_stop;
-    NullTextResult r;
-    {
-      ProgressBar bar("null-text", f.steps);
-      r = null_text_inversion(pipe, latents, cond, uncond, inv, nt, [&](int64_t d, int64_t) { bar.update(d); });
-      bar.finish();
-    }
-    auto recn = pipe.decode_latents(ddim_sample(pipe, latents.back(), cond, uncond, f.cfg_scale, inv, r.embeddings));
-    const double p = psnr(recn, target);
-    int64_t iters = 0;
-    for (auto i : r.iterations) iters += i;
-    std::cout << "null-text inversion (" << iters << " Adam steps), reconstruction at guidance "
-              << fmt(f.cfg_scale, 1) << ": PSNR " << fmt(p) << " dB (gain " << fmt(p - psnr(recg, target))
-              << " dB)\n";
-    tensors["null_embeddings"] = torch::cat(r.embeddings).cpu();
-    meta["null_text_guidance"] = fmt(f.cfg_scale, 3);
-    meta["null_text_inner_steps"] = std::to_string(f.inner_steps);
-    meta["psnr_null_text"] = fmt(p, 3);
-    final_recon = recn;
-  }
-  save_safetensors(f.output, tensors, meta);
+  auto r = invert_image(pipe, image, f.config);
+  const auto& c = f.config;
+  std::cout << "VAE round trip PSNR " << fmt(r.psnr_vae) << " dB\n";
+  std::cout << "DDIM inversion, reconstruction at guidance 1: PSNR " << fmt(r.psnr_guidance1) << " dB\n";
+  std::cout << "DDIM inversion, reconstruction at guidance " << fmt(c.cfg_scale, 1) << ": PSNR " << fmt(r.psnr_guidance)
+            << " dB\n";
+  if (c.null_text)
+    std::cout << "null-text inversion (" << r.adam_steps << " Adam steps), reconstruction at guidance "
+              << fmt(c.cfg_scale, 1) << ": PSNR " << fmt(r.psnr_null_text) << " dB (gain "
+              << fmt(r.psnr_null_text - r.psnr_guidance) << " dB)\n";
+  r.inversion.info["image"] = fs::path(f.image).filename().string();
+  save_inversion(f.output, r.inversion);
   std::cout << f.output << "\n";
   if (!f.recon.empty()) {
     GenerationParameters p;
-    p.prompt = f.prompt;
-    p.set("Steps", f.steps).set("Sampler", f.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
-    p.set("CFG scale", f.null_text ? f.cfg_scale : 1.0).set("Model", pipe.model_name());
-    write_png(f.recon, from_model_output(final_recon[0]), p.png_text());
+    p.prompt = c.prompt;
+    p.set("Steps", c.steps).set("Sampler", c.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
+    p.set("CFG scale", c.null_text ? c.cfg_scale : 1.0).set("Model", pipe.model_name());
+    write_png(f.recon, r.reconstruction, p.png_text());
     std::cout << f.recon << "\n";
   }
 }
@@ -159,145 +104,44 @@ void run_invert(const InvertFlags& f) {
 
 struct EditFlags {
   ModelFlags model;
-  std::string image, prompt, target, output = "p2p.png", fit = "crop", edit = "auto", inversion, path = "auto";
-  std::string reweight, blend_words, blend_substruct, cross_words, grid;
-  int64_t steps = 50, inner_steps = 10;
-  double cfg_scale = 7.5, cross_replace = 0.8, self_replace = 0.6, blend_threshold = 0.3, blend_start = 0.2;
-  bool blend = false, null_text = false;
+  P2PEditConfig config;
+  std::string image, output = "p2p.png", fit = "crop", inversion, reweight, blend_substruct, cross_words, grid;
 };
 
-std::map<std::string, float> parse_reweight(const std::string& text) {
-  std::map<std::string, float> out;
-  for (const auto& item : split_list(text)) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos) throw Error("--reweight: expected word=factor, got '" + item + "'");
-    try {
-      out[item.substr(0, eq)] = std::stof(item.substr(eq + 1));
-    } catch (const std::exception&) {
-      throw Error("--reweight: '" + item.substr(eq + 1) + "' is not a number");
-    }
+void run_p2p(EditFlags f) {
+  auto& c = f.config;
+  c.reweight = parse_reweight(f.reweight);
+  c.cross_replace_words = parse_cross_replace_words(f.cross_words);
+  if (!f.blend_substruct.empty()) {
+    auto colon = f.blend_substruct.find(':');
+    if (colon == std::string::npos) throw Error("--blend-substruct: expected SOURCE_WORDS:TARGET_WORDS");
+    c.blend_substruct_source = split_list(f.blend_substruct.substr(0, colon));
+    c.blend_substruct_target = split_list(f.blend_substruct.substr(colon + 1));
   }
-  return out;
-}
-
-// "dog=0.2:0.5,cat=0.6" -> per-word cross-replacement bounds (a single number b means (0, b)).
-std::map<std::string, p2p::Bounds> parse_cross_words(const std::string& text) {
-  std::map<std::string, p2p::Bounds> out;
-  for (const auto& item : split_list(text)) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos) throw Error("--cross-replace-words: expected word=end or word=start:end, got '" + item + "'");
-    const std::string value = item.substr(eq + 1);
-    try {
-      auto colon = value.find(':');
-      out[item.substr(0, eq)] = colon == std::string::npos
-                                    ? p2p::Bounds{0.0, std::stod(value)}
-                                    : p2p::Bounds{std::stod(value.substr(0, colon)), std::stod(value.substr(colon + 1))};
-    } catch (const std::exception&) {
-      throw Error("--cross-replace-words: '" + value + "' is not a number or start:end");
-    }
-  }
-  return out;
-}
-
-void run_p2p(const EditFlags& f) {
-  if (f.prompt.empty()) throw Error("-p/--prompt (the source prompt) is required");
-  if (f.target.empty()) throw Error("--target (the edited prompt) is required");
-  if (f.steps < 1) throw Error("--steps must be at least 1");
-  if (f.path != "auto" && f.path != "latents" && f.path != "null-text")
-    throw Error("--path: unknown reconstruction path '" + f.path + "' (known: auto, latents, null-text)");
-  const auto equalizer_values = parse_reweight(f.reweight);
-  const auto cross_words = parse_cross_words(f.cross_words);
-  const auto kind = p2p::choose_edit_kind(f.edit, f.prompt, f.target);
-  if (kind == p2p::EditKind::replace && p2p::split_words(f.prompt).size() != p2p::split_words(f.target).size())
-    throw Error("--edit replace: word swap needs prompts with the same number of words; use --edit refine");
   Pipeline pipe = load_pipeline(f.model);
+  c.validate(pipe.tokenizer());
   auto image = load_input_image(f.image, pipe, f.fit);
-  auto z0 = pipe.encode_image(image);
-  auto cond = pipe.encode_prompt(f.prompt);
-  InversionOptions inv;
-  inv.steps = f.steps;
-  inv.ddim = DDIMConfig::null_text_inversion();
-  p2p::ReconstructionPath path;
-  std::vector<torch::Tensor> latents;
+  std::optional<Inversion> inversion;
   if (!f.inversion.empty()) {
-    if (!fs::exists(f.inversion)) throw Error("--inversion: " + f.inversion + ": no such file");
-    auto st = SafeTensors::open(f.inversion);
-    if (!st.contains("latents")) throw Error("--inversion: " + f.inversion + " has no 'latents' tensor");
-    auto all = st.get("latents").to(torch::kFloat32);
-    if (all.size(0) != f.steps + 1)
-      throw Error("--inversion: " + f.inversion + " holds " + std::to_string(all.size(0) - 1) + " steps, --steps is " +
-                  std::to_string(f.steps));
-    if (st.metadata().count("schedule")) inv.ddim = parse_schedule(st.metadata().at("schedule"));
-    for (int64_t i = 0; i < all.size(0); ++i) latents.push_back(all.narrow(0, i, 1).to(pipe.device()));
-    if (st.contains("null_embeddings")) {
-      auto e = st.get("null_embeddings").to(torch::kFloat32);
-      for (int64_t i = 0; i < e.size(0); ++i) path.null_embeddings.push_back(e.narrow(0, i, 1));
+    try {
+      inversion = load_inversion(f.inversion, pipe.device());
+    } catch (const Error& e) {
+      throw Error(std::string("--inversion: ") + e.what());
     }
-  } else {
-    ProgressBar bar("ddim invert", f.steps);
-    latents = ddim_invert(pipe, z0, cond, inv, {}, [&](int64_t d, int64_t) { bar.update(d); });
-    bar.finish();
   }
-  const bool want_null = f.path == "null-text" || (f.path == "auto" && (f.null_text || !path.null_embeddings.empty()));
-  if (want_null && path.null_embeddings.empty()) {
-    NullTextOptions nt;
-    nt.inner_steps = f.inner_steps;
-    nt.guidance = f.cfg_scale;
-    ProgressBar bar("null-text", f.steps);
-    path.null_embeddings = null_text_inversion(pipe, latents, cond, pipe.encode_prompt(""), inv, nt,
-                                               [&](int64_t d, int64_t) { bar.update(d); })
-                               .embeddings;
-    bar.finish();
-  }
-  if (!want_null) {
-    path.null_embeddings.clear();
-    path.inversion_latents = latents;
-  }
-  const auto rules = edit_layer_rules(pipe.config().unet, z0.size(2), z0.size(3));
-  p2p::ControllerConfig pc;
-  pc.kind = kind;
-  pc.cross_replace = {0.0, f.cross_replace};
-  pc.self_replace = {0.0, f.self_replace};
-  pc.equalizer = equalizer_values;
-  pc.cross_replace_words = cross_words;
-  pc.num_steps = f.steps;
-  p2p::Controller controller(pipe.tokenizer(), f.prompt, f.target, pc, rules.store_max_pixels);
-  std::unique_ptr<p2p::LocalBlend> blend;
-  if (f.blend || !f.blend_words.empty()) {
-    auto bc = p2p::LocalBlendConfig::for_prompts(f.blend_words, f.prompt, f.target, f.blend_threshold, f.blend_start);
-    if (!f.blend_substruct.empty()) {
-      auto colon = f.blend_substruct.find(':');
-      if (colon == std::string::npos) throw Error("--blend-substruct: expected SOURCE_WORDS:TARGET_WORDS");
-      bc.source_substruct = split_list(f.blend_substruct.substr(0, colon));
-      bc.target_substruct = split_list(f.blend_substruct.substr(colon + 1));
-    }
-    blend = std::make_unique<p2p::LocalBlend>(pipe.tokenizer(), f.prompt, f.target, bc, rules, f.steps);
-  }
-  p2p::EditOptions eo;
-  eo.steps = f.steps;
-  eo.cfg_scale = f.cfg_scale;
-  eo.ddim = inv.ddim;
-  torch::Tensor x;
-  {
-    ProgressBar bar("p2p edit", f.steps);
-    x = p2p::edit_latents(pipe, f.prompt, f.target, latents.back(), &controller, &controller.store(), blend.get(),
-                          path, eo, [&](int64_t d, int64_t) { bar.update(d); });
-    bar.finish();
-  }
-  auto images = pipe.decode_latents(x);
-  auto recon = from_model_output(images[0]), edited = from_model_output(images[1]);
-  std::cout << "reconstruction path: " << (want_null ? "null-text embeddings" : "inversion latents")
-            << "; source reconstruction PSNR " << fmt(psnr(images[0], to_model_input(image))) << " dB\n";
-  const auto params = p2p_parameters(pipe, f.prompt, f.target, pc, f.steps, f.cfg_scale, blend != nullptr,
-                                     want_null ? "null-text" : "latents", edited.size(0), edited.size(1))
+  auto r = p2p_edit_image(pipe, image, c, inversion ? &*inversion : nullptr);
+  std::cout << "reconstruction path: " << (r.null_text_path ? "null-text embeddings" : "inversion latents")
+            << "; source reconstruction PSNR " << fmt(r.psnr_reconstruction) << " dB\n";
+  const auto params = p2p_parameters(pipe, c.source, c.target, r.controller, c.steps, c.cfg_scale, r.blended,
+                                     r.null_text_path ? "null-text" : "latents", r.edited.size(0), r.edited.size(1))
                           .png_text();
-  write_png(f.output, edited, params);
+  write_png(f.output, r.edited, params);
   std::cout << f.output << "\n";
   const std::string grid = f.grid.empty() ? with_suffix(f.output, "_grid") : f.grid;
-  std::vector<torch::Tensor> cells{image, recon, edited};
+  std::vector<torch::Tensor> cells{image, r.reconstruction, r.edited};
   std::vector<std::string> labels{"source", "reconstruction", "edit"};
-  if (blend && blend->last_mask().defined()) {
-    cells.push_back(mask_to_u8(blend->last_mask()[1][0], image.size(0), image.size(1)));
+  if (r.blend_mask.defined()) {
+    cells.push_back(mask_to_u8(r.blend_mask, image.size(0), image.size(1)));
     labels.push_back("blend mask");
   }
   write_png(grid, make_grid(cells, static_cast<int64_t>(cells.size()), 4, labels), params);
@@ -431,15 +275,15 @@ void register_specref(CLI::App& app) {
   CLI::App* invert = app.add_subcommand("invert", "DDIM (and null-text) inversion of a real image; prints reconstruction PSNR");
   add_model_flags(invert, inv->model);
   invert->add_option("image", inv->image, "the image to invert")->required();
-  invert->add_option("-p,--prompt", inv->prompt, "the image's caption");
+  invert->add_option("-p,--prompt", inv->config.prompt, "the image's caption");
   invert->add_option("-o,--output", inv->output, "latents (+ null-text embeddings) .safetensors")->capture_default_str();
   invert->add_option("--recon", inv->recon, "also write the reconstruction PNG");
-  invert->add_option("--steps", inv->steps, "DDIM steps")->capture_default_str();
-  invert->add_option("--cfg-scale", inv->cfg_scale, "guidance of the reconstruction check and null-text")->capture_default_str();
-  invert->add_option("--schedule", inv->schedule, "timestep convention: null-text (980..0, final alpha_0) or specref (981..1, final 1)")->capture_default_str();
-  invert->add_flag("--null-text", inv->null_text, "optimise per-step unconditional embeddings (null-text inversion)");
-  invert->add_option("--inner-steps", inv->inner_steps, "null-text Adam iterations per step")->capture_default_str();
-  invert->add_option("--early-stop", inv->early_stop, "null-text early stop epsilon (+ i*2e-5)")->capture_default_str();
+  invert->add_option("--steps", inv->config.steps, "DDIM steps")->capture_default_str();
+  invert->add_option("--cfg-scale", inv->config.cfg_scale, "guidance of the reconstruction check and null-text")->capture_default_str();
+  invert->add_option("--schedule", inv->config.schedule, "timestep convention: null-text (980..0, final alpha_0) or specref (981..1, final 1)")->capture_default_str();
+  invert->add_flag("--null-text", inv->config.null_text, "optimise per-step unconditional embeddings (null-text inversion)");
+  invert->add_option("--inner-steps", inv->config.inner_steps, "null-text Adam iterations per step")->capture_default_str();
+  invert->add_option("--early-stop", inv->config.early_stop, "null-text early stop epsilon (+ i*2e-5)")->capture_default_str();
   add_fit(invert, inv->fit);
   on_run(invert, [inv] { run_invert(*inv); });
 
@@ -447,26 +291,26 @@ void register_specref(CLI::App& app) {
   CLI::App* p2p_cmd = app.add_subcommand("p2p", "Prompt-to-Prompt edit of a real image (inversion + attention control)");
   add_model_flags(p2p_cmd, e->model);
   p2p_cmd->add_option("image", e->image, "the image to edit")->required();
-  p2p_cmd->add_option("-p,--prompt", e->prompt, "source prompt (describes the image)");
-  p2p_cmd->add_option("--target", e->target, "edited prompt");
+  p2p_cmd->add_option("-p,--prompt", e->config.source, "source prompt (describes the image)");
+  p2p_cmd->add_option("--target", e->config.target, "edited prompt");
   p2p_cmd->add_option("-o,--output", e->output, "edited image PNG (a _grid PNG is written beside it)")->capture_default_str();
   p2p_cmd->add_option("--grid", e->grid, "grid PNG path (source, reconstruction, edit, mask)");
-  p2p_cmd->add_option("--edit", e->edit, "replace (word swap), refine, none (reweight only), auto")->capture_default_str();
+  p2p_cmd->add_option("--edit", e->config.edit, "replace (word swap), refine, none (reweight only), auto")->capture_default_str();
   p2p_cmd->add_option("--reweight", e->reweight, "equalizer: word=factor[,word=factor] (target prompt words)");
-  p2p_cmd->add_option("--cross-replace", e->cross_replace, "cross-attention replacement until this fraction of steps")->capture_default_str();
+  p2p_cmd->add_option("--cross-replace", e->config.cross_replace, "cross-attention replacement until this fraction of steps")->capture_default_str();
   p2p_cmd->add_option("--cross-replace-words", e->cross_words, "per-word cross replacement: word=end or word=start:end, comma-separated");
   p2p_cmd->add_option("--blend-substruct", e->blend_substruct, "LocalBlend words to cut out, SOURCE:TARGET (threshold th[1], unpooled)");
-  p2p_cmd->add_option("--self-replace", e->self_replace, "self-attention replacement until this fraction of steps")->capture_default_str();
-  p2p_cmd->add_flag("--blend", e->blend, "LocalBlend on the words that differ");
-  p2p_cmd->add_option("--blend-words", e->blend_words, "LocalBlend words SOURCE:TARGET (comma-separated each)");
-  p2p_cmd->add_option("--blend-threshold", e->blend_threshold, "LocalBlend threshold")->capture_default_str();
-  p2p_cmd->add_option("--blend-start", e->blend_start, "LocalBlend from this fraction of steps")->capture_default_str();
+  p2p_cmd->add_option("--self-replace", e->config.self_replace, "self-attention replacement until this fraction of steps")->capture_default_str();
+  p2p_cmd->add_flag("--blend", e->config.local_blend, "LocalBlend on the words that differ");
+  p2p_cmd->add_option("--blend-words", e->config.blend_words, "LocalBlend words SOURCE:TARGET (comma-separated each)");
+  p2p_cmd->add_option("--blend-threshold", e->config.blend_threshold, "LocalBlend threshold")->capture_default_str();
+  p2p_cmd->add_option("--blend-start", e->config.blend_start, "LocalBlend from this fraction of steps")->capture_default_str();
   p2p_cmd->add_option("--inversion", e->inversion, "latents/null-text embeddings from `sine invert`");
-  p2p_cmd->add_option("--path", e->path, "source reconstruction: latents (overwrite with inversion latents), null-text, auto")->capture_default_str();
-  p2p_cmd->add_flag("--null-text", e->null_text, "run null-text inversion here (when no --inversion file has it)");
-  p2p_cmd->add_option("--inner-steps", e->inner_steps, "null-text Adam iterations per step")->capture_default_str();
-  p2p_cmd->add_option("--steps", e->steps, "DDIM steps")->capture_default_str();
-  p2p_cmd->add_option("--cfg-scale", e->cfg_scale, "guidance scale")->capture_default_str();
+  p2p_cmd->add_option("--path", e->config.path, "source reconstruction: latents (overwrite with inversion latents), null-text, auto")->capture_default_str();
+  p2p_cmd->add_flag("--null-text", e->config.null_text, "run null-text inversion here (when no --inversion file has it)");
+  p2p_cmd->add_option("--inner-steps", e->config.inner_steps, "null-text Adam iterations per step")->capture_default_str();
+  p2p_cmd->add_option("--steps", e->config.steps, "DDIM steps")->capture_default_str();
+  p2p_cmd->add_option("--cfg-scale", e->config.cfg_scale, "guidance scale")->capture_default_str();
   add_fit(p2p_cmd, e->fit);
   on_run(p2p_cmd, [e] { run_p2p(*e); });
 

@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -16,6 +17,32 @@ std::vector<std::pair<CLI::App*, std::function<void()>>>& registry() {
   static std::vector<std::pair<CLI::App*, std::function<void()>>> commands;
   return commands;
 }
+// The library's config checks name their field ("cfg_scale: must be ..."); on the command line
+// the same message names the flag the field binds to ("--cfg-scale: must be ...").
+std::string with_flag_names(const CLI::App& app, const std::string& message) {
+  const auto colon = message.find(": ");
+  if (colon == std::string::npos || colon == 0) return message;
+  const std::string field = message.substr(0, colon);
+  if (field.find_first_not_of("abcdefghijklmnopqrstuvwxyzK_") != std::string::npos) return message;
+  const CLI::App* cmd = &app;
+  for (bool deeper = true; deeper;) {
+    deeper = false;
+    for (const CLI::App* sub : cmd->get_subcommands())
+      if (sub->parsed()) {
+        cmd = sub;
+        deeper = true;
+        break;
+      }
+  }
+  std::string dashed = field;
+  std::replace(dashed.begin(), dashed.end(), '_', '-');
+  const CLI::Option* opt = cmd->get_option_no_throw("--" + dashed);
+  if (!opt) return message;
+  std::string names;
+  for (const auto& s : opt->get_snames()) names += "-" + s + "/";
+  return names + "--" + dashed + message.substr(colon);
+}
+
 }  // namespace
 
 void on_run(CLI::App* cmd, std::function<void()> run) { registry().emplace_back(cmd, std::move(run)); }
@@ -51,7 +78,7 @@ int cli_main(int argc, char** argv) {
     std::cerr << "sine: error: " << e.what() << "\n";
     return 2;
   } catch (const Error& e) {
-    std::cerr << "sine: error: " << e.what() << "\n";
+    std::cerr << "sine: error: " << with_flag_names(app, e.what()) << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::cerr << "sine: error: " << e.what_without_backtrace() << "\n";

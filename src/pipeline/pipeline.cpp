@@ -101,6 +101,16 @@ torch::Tensor pixel_mask(const torch::Tensor& mask, const torch::Tensor& init_im
   return m;
 }
 
+// Masked content "fill": the masked pixels (mask >= 0.5) take the mean colour of the kept ones
+// (A1111 spreads neighbouring colours in by repeated blurs; the mean is what that tends to).
+torch::Tensor fill_masked(const torch::Tensor& rgb_u8, const torch::Tensor& mask_11hw) {
+  auto img = rgb_u8.to(torch::kFloat32);
+  auto keep = (mask_11hw[0][0] < 0.5).to(torch::kFloat32).unsqueeze(-1);
+  if (keep.sum().item<double>() < 1) return rgb_u8;
+  auto mean = (img * keep).sum(std::vector<int64_t>{0, 1}) / keep.sum();
+  return (img * keep + mean * (1 - keep)).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+}
+
 // The same mask area-averaged per latent pixel, [1,1,h,w].
 torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_image, int64_t height, int64_t width,
                           int64_t blur, int64_t factor) {
@@ -251,6 +261,8 @@ GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height
   if (o.init_image.defined()) {
     p.set("Denoising strength", o.strength);
     if (o.mask.defined()) p.set("Mask blur", o.mask_blur);
+    if (o.mask.defined() && o.masked_content != MaskedContent::original)
+      p.set("Masked content", masked_content_name(o.masked_content));
   }
   p.set("Clip skip", o.clip_skip);
   p.set("Version", std::string("sine ") + SINE_VERSION);
@@ -264,6 +276,24 @@ torch::Generator Pipeline::make_generator(uint64_t seed) const {
 torch::Tensor Pipeline::randn(c10::IntArrayRef shape, torch::Generator& generator) const {
   // Noise is always drawn on the CPU so a seed gives the same image on every device.
   return torch::randn(shape, generator, torch::TensorOptions().dtype(torch::kFloat32)).to(device_);
+}
+
+MaskedContent parse_masked_content(const std::string& name) {
+  if (name == "fill") return MaskedContent::fill;
+  if (name == "original") return MaskedContent::original;
+  if (name == "latent-noise" || name == "latent noise") return MaskedContent::latent_noise;
+  if (name == "latent-nothing" || name == "latent nothing") return MaskedContent::latent_nothing;
+  throw Error("masked_content: unknown '" + name + "' (known: fill, original, latent-noise, latent-nothing)");
+}
+
+const char* masked_content_name(MaskedContent content) {
+  switch (content) {
+    case MaskedContent::fill: return "fill";
+    case MaskedContent::original: return "original";
+    case MaskedContent::latent_noise: return "latent noise";
+    case MaskedContent::latent_nothing: return "latent nothing";
+  }
+  return "?";
 }
 
 void GenerateOptions::validate() const {
@@ -367,7 +397,16 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   const std::vector<int64_t> shape{1, config().unet.in_channels, height / f, width / f};
   if (o.init_image.defined()) {
     auto image = fit_image(o.init_image, height, width, FitPolicy::CenterCrop);
+    if (o.mask.defined() && o.masked_content == MaskedContent::fill)
+      image = fill_masked(image, pixel_mask(o.mask, o.init_image, height, width, 0));
     auto init = encode_image(image, generator);
+    if (o.mask.defined() && (o.masked_content == MaskedContent::latent_noise ||
+                             o.masked_content == MaskedContent::latent_nothing)) {
+      // A1111: init_latent · (1 − m) + {unit noise | 0} · m, with m the feathered latent mask.
+      auto m = latent_mask(o.mask, o.init_image, height, width, o.mask_blur, f).to(device_);
+      auto content = o.masked_content == MaskedContent::latent_noise ? randn(shape, generator) : torch::zeros_like(init);
+      init = init * (1 - m) + content * m;
+    }
     // diffusers' img2img: skip the first (1 − strength) of the schedule and noise to that level
     // (Heun evaluates twice per step).
     const int64_t kept = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);

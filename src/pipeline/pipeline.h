@@ -24,6 +24,13 @@ struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;
 };
 
+// Inpainting: what the masked region starts from before it is re-noised, as A1111's "Masked
+// content" (inpainting_fill): fill (the mean colour of the kept pixels), original (the init image),
+// latent noise (fresh unit noise in latent space), latent nothing (zero latents).
+enum class MaskedContent { fill = 0, original = 1, latent_noise = 2, latent_nothing = 3 };
+MaskedContent parse_masked_content(const std::string& name);  // fill, original, latent-noise, latent-nothing
+const char* masked_content_name(MaskedContent content);
+
 struct GenerateOptions {
   std::string prompt;
   std::string negative_prompt;
@@ -45,6 +52,8 @@ struct GenerateOptions {
   // space (A1111's masked img2img with a normal model); mask_blur feathers the mask (Gaussian, px).
   torch::Tensor mask;
   int64_t mask_blur = 0;
+  // What the masked region starts from (A1111's "Masked content", inpainting_fill 0-3).
+  MaskedContent masked_content = MaskedContent::original;
   // Called after every step with the current (scaled) latents, e.g. for a preview; may throw to
   // cancel the run (the exception propagates out of generate).
   std::function<void(int64_t step, int64_t total, const torch::Tensor& latents)> on_latents;

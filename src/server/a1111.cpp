@@ -55,17 +55,6 @@ std::string now_timestamp() {
   return buf;
 }
 
-// A1111's inpainting_fill 0 ("fill"): the masked pixels start from the colour of the rest of the
-// image (the mean of the kept pixels; A1111 spreads neighbouring colours in by repeated blurs).
-torch::Tensor fill_masked(const torch::Tensor& rgb_u8, const torch::Tensor& mask_hw) {
-  auto img = rgb_u8.to(torch::kFloat32);
-  auto keep = (mask_hw < 0.5).to(torch::kFloat32).unsqueeze(-1);
-  if (keep.sum().item<double>() < 1) return rgb_u8;
-  auto mean = (img * keep).sum(std::vector<int64_t>{0, 1}) / keep.sum();
-  auto filled = img * keep + mean * (1 - keep);
-  return filled.round().clamp(0, 255).to(torch::kUInt8).contiguous();
-}
-
 }  // namespace
 
 GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2img, const ServerSettings& settings,
@@ -139,10 +128,7 @@ GenerationRequest parse_generation_request(const nlohmann::json& body, bool img2
       o.mask = mask.clamp(0, 1).contiguous();
       o.mask_blur = f.integer("mask_blur", 4, 0, 64);
       const int64_t fill = f.integer("inpainting_fill", 1, 0, 3);
-      if (fill == 0)
-        o.init_image = fill_masked(o.init_image, o.mask);
-      else if (fill != 1)
-        throw bad_field(f.path("inpainting_fill"), "0 (fill) and 1 (original) are supported; latent noise/nothing are not");
+      o.masked_content = static_cast<MaskedContent>(fill);
       r.parameters["inpainting_fill"] = fill;
       r.parameters["mask_blur"] = o.mask_blur;
     }

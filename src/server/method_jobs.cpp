@@ -5,6 +5,7 @@
 #include "io/image.h"
 #include "methods/concept_file.h"
 #include "methods/method_parameters.h"
+#include "methods/real_image_edit.h"
 #include "methods/single_insert.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
@@ -26,6 +27,24 @@ auto as_field_error(const std::string& field, F f) -> decltype(f()) {
     throw;
   } catch (const Error& e) {
     throw bad_field(field, e.what());
+  }
+}
+
+// Runs a config's own checks, whose errors begin with the field ("steps: must be ..."), as 400s
+// naming "params.<field>".
+template <class F>
+void check_config(F f) {
+  try {
+    f();
+  } catch (const HttpError&) {
+    throw;
+  } catch (const Error& e) {
+    const std::string text = e.what();
+    const auto colon = text.find(": ");
+    const std::string field = colon == std::string::npos ? "" : text.substr(0, colon);
+    const bool named = !field.empty() && field.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+    if (named) throw bad_field("params." + field, text.substr(colon + 2));
+    throw bad_field("params", text);
   }
 }
 
@@ -54,7 +73,8 @@ torch::Tensor fitted_mask(const Fields& f, const std::string& name, int64_t size
 }  // namespace
 
 const std::vector<std::string>& MethodJobs::kinds() {
-  static const std::vector<std::string> k{"finetune", "edit", "insert-train", "insert-generate", "specref"};
+  static const std::vector<std::string> k{"finetune", "edit",   "insert-train", "insert-generate",
+                                          "invert",   "p2p",    "specref"};
   return k;
 }
 
@@ -69,6 +89,10 @@ std::pair<JobRunner, nlohmann::json> MethodJobs::prepare(const std::string& kind
     runner = insert_train(params, summary);
   else if (kind == "insert-generate")
     runner = insert_generate(params, summary);
+  else if (kind == "invert")
+    runner = invert(params, summary);
+  else if (kind == "p2p")
+    runner = p2p_edit(params, summary);
   else if (kind == "specref")
     runner = specref(params, summary);
   else
@@ -277,6 +301,138 @@ JobRunner MethodJobs::insert_generate(const nlohmann::json& params, nlohmann::js
     const auto p = insert_parameters(*pipe, o, concepts, ids, scales, image.size(0), image.size(1));
     job.add_image(encode_png(image, p.png_text()), true, {{"infotext", p.format()}});
     return {{"infotexts", {p.format()}}, {"width", image.size(1)}, {"height", image.size(0)}};
+  };
+}
+
+JobRunner MethodJobs::invert(const nlohmann::json& params, nlohmann::json& summary) {
+  Fields f(params, "params");
+  const int64_t size = pipeline_.native_size();
+  auto image = fitted_image(f, "image", "base64 PNG/JPEG of the image to invert", size, limits_);
+  InvertConfig c;
+  c.prompt = f.string("prompt");
+  c.steps = f.integer("steps", c.steps, 1, 1000);
+  c.schedule = f.string("schedule", c.schedule);
+  c.cfg_scale = f.number("cfg_scale", c.cfg_scale, 0.0, 100.0);
+  c.null_text = f.boolean("null_text", c.null_text);
+  c.inner_steps = f.integer("inner_steps", c.inner_steps, 1, 1000);
+  c.early_stop = f.number("early_stop", c.early_stop, 0.0, 1.0);
+  check_config([&] { c.validate(); });
+  summary = {{"prompt", c.prompt},     {"steps", c.steps},         {"schedule", c.schedule},
+             {"cfg_scale", c.cfg_scale}, {"null_text", c.null_text}, {"inner_steps", c.inner_steps}};
+  Pipeline* pipe = &pipeline_;
+  return [pipe, c, image](JobContext& job) -> nlohmann::json {
+    auto r = invert_image(*pipe, image, c, false, [&](const std::string& stage, int64_t total) { job.begin_stage(stage, total); },
+                          job.step_callback());
+    const auto artifact = job.add_artifact(
+        "inversion", "inversion.safetensors", "application/octet-stream",
+        [&](const std::string& path) { save_inversion(path, r.inversion); },
+        {{"prompt", c.prompt}, {"steps", c.steps}, {"schedule", c.schedule}, {"null_text", c.null_text}});
+    GenerationParameters p;
+    p.prompt = c.prompt;
+    p.set("Steps", c.steps).set("Sampler", c.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
+    p.set("CFG scale", c.null_text ? c.cfg_scale : 1.0).set("Model", pipe->model_name());
+    job.add_image(encode_png(r.reconstruction, p.png_text()), true, {{"infotext", p.format()}, {"role", "reconstruction"}});
+    nlohmann::json out = {{"inversion", artifact.id},
+                          {"psnr_vae", r.psnr_vae},
+                          {"psnr_guidance1", r.psnr_guidance1},
+                          {"psnr_guidance", r.psnr_guidance}};
+    if (c.null_text) {
+      out["psnr_null_text"] = r.psnr_null_text;
+      out["adam_steps"] = r.adam_steps;
+    }
+    return out;
+  };
+}
+
+namespace {
+
+// `reweight`: {"word": factor, ...} or "word=factor,...".
+std::map<std::string, float> reweight_field(const Fields& f) {
+  const auto* v = f.find("reweight");
+  if (!v || v->is_null()) return {};
+  if (v->is_string()) return as_field_error(f.path("reweight"), [&] { return parse_reweight(v->get<std::string>()); });
+  if (!v->is_object()) throw bad_field(f.path("reweight"), "expected {\"word\": factor} or \"word=factor,...\"");
+  std::map<std::string, float> out;
+  for (const auto& [word, factor] : v->items()) {
+    if (!factor.is_number()) throw bad_field(f.path("reweight") + "." + word, "must be a number");
+    out[word] = factor.get<float>();
+  }
+  return out;
+}
+
+// `cross_replace_words`: {"word": end | [start, end], ...} or "word=end,word=start:end".
+std::map<std::string, p2p::Bounds> cross_words_field(const Fields& f) {
+  const auto* v = f.find("cross_replace_words");
+  if (!v || v->is_null()) return {};
+  const std::string path = f.path("cross_replace_words");
+  if (v->is_string()) return as_field_error(path, [&] { return parse_cross_replace_words(v->get<std::string>()); });
+  if (!v->is_object()) throw bad_field(path, "expected {\"word\": end or [start, end]} or \"word=start:end,...\"");
+  std::map<std::string, p2p::Bounds> out;
+  for (const auto& [word, b] : v->items()) {
+    if (b.is_number())
+      out[word] = {0.0, b.get<double>()};
+    else if (b.is_array() && b.size() == 2 && b[0].is_number() && b[1].is_number())
+      out[word] = {b[0].get<double>(), b[1].get<double>()};
+    else
+      throw bad_field(path + "." + word, "must be end or [start, end] (fractions of the steps)");
+  }
+  return out;
+}
+
+}  // namespace
+
+JobRunner MethodJobs::p2p_edit(const nlohmann::json& params, nlohmann::json& summary) {
+  Fields f(params, "params");
+  const int64_t size = pipeline_.native_size();
+  auto image = fitted_image(f, "image", "base64 PNG/JPEG of the image to edit", size, limits_);
+  P2PEditConfig c;
+  c.source = f.string("prompt");
+  c.target = f.string("target");
+  c.steps = f.integer("steps", c.steps, 1, 1000);
+  c.cfg_scale = f.number("cfg_scale", c.cfg_scale, 0.0, 100.0);
+  c.edit = f.string("edit", c.edit);
+  c.cross_replace = f.number("cross_replace", c.cross_replace, 0.0, 1.0);
+  c.self_replace = f.number("self_replace", c.self_replace, 0.0, 1.0);
+  c.reweight = reweight_field(f);
+  c.cross_replace_words = cross_words_field(f);
+  c.local_blend = f.boolean("local_blend", c.local_blend);
+  c.blend_words = f.string("blend_words");
+  c.blend_threshold = f.number("blend_threshold", c.blend_threshold, 0.0, 1.0);
+  c.blend_start = f.number("blend_start", c.blend_start, 0.0, 1.0);
+  c.path = f.string("path", c.path);
+  c.null_text = f.boolean("null_text", c.null_text);
+  c.inner_steps = f.integer("inner_steps", c.inner_steps, 1, 1000);
+  check_config([&] { c.validate(pipeline_.tokenizer()); });
+  std::string file;
+  const std::string id = f.string("inversion");
+  if (!id.empty()) {
+    auto artifact = artifacts_.find(id);
+    if (!artifact || artifact->kind != "inversion")
+      throw bad_field("params.inversion", "no inversion artefact '" + id + "' (an invert job's result)");
+    file = artifacts_.file_path(*artifact);
+  }
+  summary = {{"prompt", c.source},        {"target", c.target},   {"steps", c.steps},
+             {"cfg_scale", c.cfg_scale},  {"edit", c.edit},       {"local_blend", c.local_blend},
+             {"path", c.path},            {"inversion", id}};
+  Pipeline* pipe = &pipeline_;
+  return [pipe, c, image, file](JobContext& job) -> nlohmann::json {
+    std::optional<Inversion> inversion;
+    if (!file.empty()) inversion = load_inversion(file, pipe->device());
+    auto r = p2p_edit_image(*pipe, image, c, inversion ? &*inversion : nullptr, false,
+                            [&](const std::string& stage, int64_t total) { job.begin_stage(stage, total); },
+                            job.step_callback());
+    const auto p = p2p_parameters(*pipe, c.source, c.target, r.controller, c.steps, c.cfg_scale, r.blended,
+                                  r.null_text_path ? "null-text" : "latents", r.edited.size(0), r.edited.size(1));
+    job.add_image(encode_png(r.edited, p.png_text()), true, {{"infotext", p.format()}, {"role", "result"}});
+    job.add_image(encode_png(r.reconstruction), true, {{"role", "source reconstruction"}});
+    if (r.blend_mask.defined()) {
+      auto m = (r.blend_mask * 255).round().to(torch::kUInt8).unsqueeze(2).expand({-1, -1, 3}).contiguous();
+      job.add_image(encode_png(m), true, {{"role", "blend mask"}});
+    }
+    return {{"infotexts", {p.format()}},
+            {"edit", p2p::edit_kind_name(r.controller.kind)},
+            {"path", r.null_text_path ? "null-text" : "latents"},
+            {"psnr_reconstruction", r.psnr_reconstruction}};
   };
 }
 

@@ -29,6 +29,17 @@ namespace sine::server {
 // SingleInsert generation (`insert-generate`) with one or more concepts by artefact id.
 //   params: concepts ([id, ...]; tokens *, or *1, *2, ... for several), scales, prompt,
 //           negative_prompt, steps, cfg_scale, seed, width, height
+// DDIM (+ null-text) inversion of a real image (`invert`); the artefact is the inversion file
+// `sine invert` writes, usable by later `p2p` jobs by its id; the result holds the PSNRs.
+//   params: image (base64), prompt (its caption), steps, schedule (null-text | specref | sd),
+//           cfg_scale, null_text (bool), inner_steps, early_stop
+// Prompt-to-Prompt on a real image (`p2p`): inversion (or a prior `invert` artefact), then the
+// edit with attention control; images: the edit, the source reconstruction, the blend mask.
+//   params: image (base64), prompt (source), target, inversion (artefact id), steps, cfg_scale,
+//           edit (auto | replace | refine | none), cross_replace, self_replace, reweight
+//           ({"word": factor} or "word=factor,..."), cross_replace_words ({"word": [start, end]}),
+//           local_blend, blend_words ("cat:dog"), blend_threshold, blend_start,
+//           path (auto | latents | null-text), null_text, inner_steps
 // SpecRef (`specref`): joint inversion of source and reference, then the edit with the
 // reference's K/V inside M_s, Prompt-to-Prompt control and LocalBlend.
 //   params: source, reference (base64), ref_mask (base64; absent: M_s from the reference's
@@ -54,6 +65,8 @@ class MethodJobs {
   JobRunner edit(const nlohmann::json& params, nlohmann::json& summary);
   JobRunner insert_train(const nlohmann::json& params, nlohmann::json& summary);
   JobRunner insert_generate(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner invert(const nlohmann::json& params, nlohmann::json& summary);
+  JobRunner p2p_edit(const nlohmann::json& params, nlohmann::json& summary);
   JobRunner specref(const nlohmann::json& params, nlohmann::json& summary);
 
   Pipeline& pipeline_;

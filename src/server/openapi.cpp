@@ -51,7 +51,7 @@ json generation_schema(bool img2img) {
     p["init_images"] = {{"type", "array"}, {"items", {{"type", "string"}, {"description", "base64 PNG/JPEG"}}}};
     p["mask"] = {{"type", "string"}, {"description", "base64 image; white (or alpha) = repaint"}};
     p["mask_blur"] = {{"type", "integer"}, {"minimum", 0}, {"maximum", 64}, {"default", 4}};
-    p["inpainting_fill"] = {{"type", "integer"}, {"enum", {0, 1}}, {"default", 1}};
+    p["inpainting_fill"] = {{"type", "integer"}, {"enum", {0, 1, 2, 3}}, {"default", 1}};
     p["inpainting_mask_invert"] = {{"type", "integer"}, {"enum", {0, 1}}, {"default", 0}};
     p["denoising_strength"] = {{"type", "number"}, {"minimum", 0}, {"maximum", 1}, {"default", 0.75}};
   }
@@ -93,7 +93,7 @@ json openapi_document() {
       {"requestBody", json_body({{"type", "object"}})},
       {"responses", with_errors({{"200", response("ok", {{"nullable", true}})}})}};
   paths["/sine/v1/jobs"]["post"] = {
-      {"summary", "queue a job (kind: generate, finetune, edit, insert-train, insert-generate, specref); 202 at once"},
+      {"summary", "queue a job (kind: generate, finetune, edit, insert-train, insert-generate, invert, p2p, specref); 202 at once"},
       {"requestBody", json_body(ref("JobRequest"))},
       {"responses", with_errors({{"202", response("the queued job", ref("Job"))}})}};
   paths["/sine/v1/jobs"]["get"] = {{"summary", "jobs, newest first"},
@@ -140,7 +140,7 @@ json openapi_document() {
   schemas["JobRequest"] = {
       {"type", "object"},
       {"required", {"kind"}},
-      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit", "insert-train", "insert-generate", "specref"}}}},
+      {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit", "insert-train", "insert-generate", "invert", "p2p", "specref"}}}},
                       {"params", {{"description",
                                    "generate: the txt2img fields, or img2img's with init_images. "
                                    "finetune (SINE stage 1): image (base64), class_word, patch, steps, lr, lora_rank, "
@@ -150,7 +150,13 @@ json openapi_document() {
                                    "insert-train (SingleInsert): image, mask, class_word, objective, stage1_steps, "
                                    "stage2_steps, batch, stage1_lr, stage2_lr, lora_rank, semantic_loss, seed. "
                                    "insert-generate: concepts (artefact ids), scales, prompt, negative_prompt, steps, "
-                                   "cfg_scale, seed, width, height. specref: source, reference, ref_mask, prompt, "
+                                   "cfg_scale, seed, width, height. "
+                                   "invert (DDIM + null-text inversion): image, prompt, steps, schedule, cfg_scale, "
+                                   "null_text, inner_steps, early_stop; result.inversion is the artefact id. "
+                                   "p2p (Prompt-to-Prompt on a real image): image, prompt, target, inversion "
+                                   "(artefact id), steps, cfg_scale, edit, cross_replace, self_replace, reweight, "
+                                   "cross_replace_words, local_blend, blend_words, blend_threshold, blend_start, path, "
+                                   "null_text, inner_steps. specref: source, reference, ref_mask, prompt, "
                                    "target, words, reference_prompt, steps, cfg_scale, masks, sr_start, sr_end, "
                                    "threshold, edit, cross_replace, self_replace, local_blend, blend_words, "
                                    "blend_threshold, blend_start"},

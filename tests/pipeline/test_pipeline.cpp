@@ -204,6 +204,41 @@ TEST(Pipeline, InpaintingOverlaysTheInitPixelsOutsideTheMask) {
   EXPECT_FALSE(torch::equal(feathered.narrow(1, 32, 4), g.init_image.narrow(1, 32, 4)));
 }
 
+// A1111's masked content: "fill" replaces the masked pixels by the mean of the kept ones, so two
+// init images that differ only inside the mask give the same result (with "original" they do not);
+// "latent noise" / "latent nothing" replace the masked latents, so with a full mask the init image
+// is forgotten altogether.
+TEST(Pipeline, InpaintingMaskedContentFollowsA1111) {
+  Pipeline pipe = Pipeline::load(single_file_options());
+  GenerateOptions g;
+  g.prompt = kPrompt;
+  g.steps = 3;
+  g.width = g.height = 64;
+  g.strength = 1.0;
+  auto a = torch::randint(0, 256, {64, 64, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  auto b = a.clone();
+  b.narrow(1, 0, 32).copy_(torch::randint(0, 256, {64, 32, 3}, torch::TensorOptions().dtype(torch::kUInt8)));
+  g.mask = torch::zeros({64, 64});
+  g.mask.narrow(1, 0, 32).fill_(1.0);
+  auto run = [&](const torch::Tensor& init, MaskedContent content) {
+    GenerateOptions o = g;
+    o.init_image = init;
+    o.masked_content = content;
+    return pipe.generate_latents(o);
+  };
+  EXPECT_FALSE(torch::allclose(run(a, MaskedContent::original), run(b, MaskedContent::original)));
+  EXPECT_TRUE(torch::allclose(run(a, MaskedContent::fill), run(b, MaskedContent::fill), 1e-5, 1e-5));
+  g.mask = torch::ones({64, 64});
+  auto other = torch::randint(0, 256, {64, 64, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  for (auto content : {MaskedContent::latent_noise, MaskedContent::latent_nothing}) {
+    EXPECT_TRUE(torch::allclose(run(a, content), run(other, content), 1e-5, 1e-5)) << masked_content_name(content);
+    EXPECT_FALSE(torch::allclose(run(a, content), run(a, MaskedContent::original))) << masked_content_name(content);
+  }
+  EXPECT_FALSE(torch::allclose(run(a, MaskedContent::latent_noise), run(a, MaskedContent::latent_nothing)));
+  EXPECT_EQ(parse_masked_content("latent-noise"), MaskedContent::latent_noise);
+  EXPECT_THROW(parse_masked_content("blur"), Error);
+}
+
 // The k-diffusion samplers through generate: finite, seed-determined, and each differs from DDIM.
 TEST(Pipeline, EverySamplerGenerates) {
   Pipeline pipe = Pipeline::load(single_file_options());

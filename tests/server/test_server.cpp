@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cmath>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 
 #include "core/error.h"
 #include "io/generation_parameters.h"
+#include "methods/real_image_edit.h"
 #include "server/image_codec.h"
 #include "server/jobs.h"
 #include "server/request_fields.h"
@@ -275,6 +277,31 @@ TEST(ServeA1111, Img2ImgWithAMaskChangesOnlyInsideIt) {
       EXPECT_LT(psnr(outside_out, outside_src), 20.0);
     }
   }
+  // Every A1111 masked content (fill, original, latent noise, latent nothing) is served and echoed.
+  std::vector<torch::Tensor> results;
+  for (const int fill : {0, 1, 2, 3}) {
+    auto res = post(r, "/sdapi/v1/img2img",
+                    {{"prompt", "a cat"},
+                     {"init_images", {base64_encode(encode_png(source))}},
+                     {"mask", base64_encode(encode_png(mask))},
+                     {"inpainting_fill", fill},
+                     {"denoising_strength", 1.0},
+                     {"steps", 3},
+                     {"seed", 1}});
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    auto j = nlohmann::json::parse(res->body);
+    EXPECT_EQ(j["parameters"]["inpainting_fill"], fill);
+    results.push_back(decode_png_base64(j["images"][0]));
+  }
+  for (size_t i = 0; i < results.size(); ++i)
+    for (size_t k = i + 1; k < results.size(); ++k) EXPECT_FALSE(torch::equal(results[i], results[k])) << i << " " << k;
+  auto res = post(r, "/sdapi/v1/img2img",
+                  {{"init_images", {base64_encode(encode_png(source))}}, {"mask", base64_encode(encode_png(mask))},
+                   {"inpainting_fill", 4}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "inpainting_fill");
 }
 
 TEST(ServeJobs, EventsArriveInOrderAndEndWithDoneAndTheArtifactDownloads) {
@@ -443,6 +470,75 @@ TEST(ServeJobs, SpecRefEditsWithAReference) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_EQ(parse(res)["field"], "params.words");
+}
+
+// Inversion as a job whose artefact a later Prompt-to-Prompt job edits from: the inversion file
+// is the one `sine invert` writes; the edit names its path and controller in the PNG.
+TEST(ServeJobs, InvertThenP2PByArtifactId) {
+  auto& r = tiny_server();
+  torch::manual_seed(8);
+  auto image = torch::randint(0, 256, {128, 128, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  nlohmann::json params = {{"image", base64_encode(encode_png(image))}, {"prompt", "a cat on a sofa"}, {"steps", 3},
+                           {"null_text", true},                          {"inner_steps", 1}};
+  auto res = post(r, "/sine/v1/jobs", {{"kind", "invert"}, {"params", params}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  auto job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  const std::string inversion = job["result"]["inversion"];
+  EXPECT_TRUE(job["result"].contains("psnr_null_text"));
+  EXPECT_EQ(job["result"]["artifacts"][0]["kind"], "inversion");
+  auto file = r.client().Get(("/sine/v1/artifacts/" + inversion).c_str());
+  ASSERT_TRUE(file);
+  ASSERT_EQ(file->status, 200);
+  const std::string path = testing::TempDir() + "/served_inversion.safetensors";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << file->body;
+  }
+  auto inv = load_inversion(path);
+  EXPECT_EQ(inv.prompt, "a cat on a sofa");
+  EXPECT_EQ(inv.steps(), 3);
+  EXPECT_EQ(inv.null_embeddings.size(), 3u);
+
+  nlohmann::json edit = {{"image", params["image"]}, {"prompt", "a cat on a sofa"}, {"target", "a dog on a sofa"},
+                         {"inversion", inversion},   {"steps", 3},                 {"local_blend", true},
+                         {"reweight", {{"dog", 2}}}};
+  res = post(r, "/sine/v1/jobs", {{"kind", "p2p"}, {"params", edit}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 202) << res->body;
+  job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  ASSERT_EQ(job["state"], "done") << job.dump();
+  EXPECT_EQ(job["result"]["path"], "null-text");  // the inversion carries φ_t
+  EXPECT_EQ(job["result"]["artifacts"].size(), 3u) << "edit, reconstruction, blend mask";
+  auto p = GenerationParameters::parse(job["result"]["infotexts"][0].get<std::string>());
+  EXPECT_EQ(p.prompt, "a dog on a sofa");
+  EXPECT_EQ(p.get("P2P edit"), "replace");
+
+  edit["steps"] = 4;  // the inversion holds 3
+  res = post(r, "/sine/v1/jobs", {{"kind", "p2p"}, {"params", edit}});
+  ASSERT_TRUE(res);
+  job = wait_job(r, nlohmann::json::parse(res->body)["id"]);
+  EXPECT_EQ(job["state"], "failed");
+  EXPECT_NE(job["error"].get<std::string>().find("holds 3 steps"), std::string::npos) << job.dump();
+  edit["steps"] = 3;
+  edit["inversion"] = "nope";
+  res = post(r, "/sine/v1/jobs", {{"kind", "p2p"}, {"params", edit}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "params.inversion");
+  edit.erase("inversion");
+  edit["reweight"] = {{"horse", 2}};
+  res = post(r, "/sine/v1/jobs", {{"kind", "p2p"}, {"params", edit}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "params.reweight");
+  edit["reweight"] = nullptr;
+  edit["cfg_scale"] = -1;
+  res = post(r, "/sine/v1/jobs", {{"kind", "p2p"}, {"params", edit}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "params.cfg_scale");
 }
 
 TEST(ServeJobs, CancelStopsARunningJobWithinOneStep) {
