@@ -2,11 +2,14 @@
 # make test:       install dependencies, build, run the whole test suite (Debian's LibTorch 1.13, CPU).
 # make build-cuda: PyPI's LibTorch 2.11 (CUDA 13) in .venv, every CUDA path compiled in (build-cuda/).
 # make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU).
+# make fuzz:       libFuzzer targets (clang-14, ASan + UBSan) in build-fuzz/, each run FUZZ_SECONDS (10).
 BUILD ?= build
 BUILD_CUDA ?= build-cuda
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 10
 JOBS ?= $(shell nproc)
 
-.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device clean
+.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device fuzz clean
 
 deps:
 	./scripts/install-deps.sh
@@ -40,5 +43,12 @@ test-cuda: build-cuda
 test-cuda-device: build-cuda
 	cd $(BUILD_CUDA) && ctest --output-on-failure -L cuda
 
+$(BUILD_FUZZ)/build.ninja:
+	CXX=clang++-14 cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSINE_FUZZ=ON
+
+fuzz: deps $(BUILD_FUZZ)/build.ninja
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh $(BUILD_FUZZ)
+
 clean:
-	rm -rf $(BUILD) $(BUILD_CUDA)
+	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_FUZZ)

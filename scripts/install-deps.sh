@@ -18,7 +18,8 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config git
       libtorch-dev libopenblas0-pthread
       libicu-dev libpng-dev zlib1g-dev libstb-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libgmock-dev libcpp-httplib-dev libssl-dev time
-      chromium chromium-driver python3-selenium python3-pil)  # the last line: the page's browser test
+      chromium chromium-driver python3-selenium python3-pil  # the page's browser test
+      clang-14 libfuzzer-14-dev)                              # make fuzz (libFuzzer, ASan, UBSan)
 [ "$torch_source" = pip ] && pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -76,8 +76,8 @@ void run_finetune(FinetuneFlags& f) {
   if (!ends_with(f.output, ".safetensors")) throw Error("-o " + f.output + ": the output must be a .safetensors file");
   require_output_dir(f.output, "-o");
   if (f.class_word.empty()) throw Error("--class is required (the class word of the prompt, e.g. dog)");
-  if (f.steps < 0) throw Error("--steps must be at least 1");
-  if (f.lr < 0) throw Error("--lr must be positive");
+  if (f.steps < 0) throw Error("--steps must be at least 1 (0: the official default)");
+  if (f.lr < 0 || f.lr > 1) throw Error("--lr must be in (0, 1] (0: the default)");
   if (f.lora < 0) throw Error("--lora: the rank must be positive");
   if (f.checkpoint_every < 0) throw Error("--checkpoint-every must not be negative");
   SineFinetuneConfig c;
@@ -156,6 +156,7 @@ struct EditFlags {
   uint64_t seed = 42;
   std::string mode = "sine";
   bool no_guidance = false;
+  bool force = false;
   std::string sweep;
   std::string output = "sine_edit.png";
 };
@@ -231,6 +232,7 @@ void run_edit(EditFlags& f) {
   c.seed = f.seed;
   c.width = f.width;
   c.height = f.height;
+  c.force = f.force;
 
   std::vector<SineModelInfo> infos;
   for (const auto& path : f.finetuned) infos.push_back(read_sine_model_info(path));
@@ -350,6 +352,7 @@ void register_sine(CLI::App& app) {
     cmd->add_option("-W,--width", f->width, "width in pixels, a multiple of the VAE factor (default: native)");
     cmd->add_option("-H,--height", f->height, "height in pixels, a multiple of the VAE factor (default: native)");
     cmd->add_option("-s,--seed", f->seed, "seed of the initial noise")->capture_default_str();
+    cmd->add_flag("--force", f->force, "try a size the memory estimate says will not fit");
     cmd->add_option("--mode", f->mode, "sine, no-guidance (fine-tuned model alone, ablation) or pretrained (baseline)")
         ->capture_default_str();
     cmd->add_flag("--no-guidance", f->no_guidance, "ablation: sample the fine-tuned model alone with the edit prompt");

@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -43,6 +45,27 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
   return names + "--" + dashed + message.substr(colon);
 }
 
+// Every floating-point flag of the parsed commands must be a finite number: CLI11 reads "nan" and
+// "inf" as doubles, and a NaN passes every range check written as `x < lo || x > hi`.
+void check_finite_flags(const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_type_name() != "FLOAT" || opt->count() == 0) continue;
+    for (const auto& text : opt->results()) {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end != text.c_str() && !std::isfinite(v)) {
+        std::string names;
+        for (const auto& s : opt->get_snames()) names += "-" + s + "/";
+        for (const auto& l : opt->get_lnames()) names += "--" + l + "/";
+        if (!names.empty()) names.pop_back();
+        throw Error(names + ": must be a finite number (got " + text + ")");
+      }
+    }
+  }
+  for (const CLI::App* sub : app.get_subcommands())
+    if (sub->parsed()) check_finite_flags(*sub);
+}
+
 }  // namespace
 
 void on_run(CLI::App* cmd, std::function<void()> run) { registry().emplace_back(cmd, std::move(run)); }
@@ -68,6 +91,7 @@ int cli_main(int argc, char** argv) {
   register_serve(app);
   try {
     app.parse(argc, argv);
+    check_finite_flags(app);
     init_allocator();
     init_threads(threads);
     set_progress_enabled(!quiet);

@@ -264,14 +264,14 @@ std::string canonical_sampler_name(const std::string& name) {
   if (n == "dpmpp_2m" || n == "dpm++2m" || n == "dpm++ 2m" || n == "dpm++_2m" || n == "k_dpmpp_2m") return "dpmpp_2m";
   std::string known;
   for (const auto& s : sampler_names()) known += (known.empty() ? "" : ", ") + s;
-  throw Error("sampling method '" + name + "' is not one of " + known);
+  throw Error("sampling_method: '" + name + "' is not one of " + known);
 }
 
 SigmaSchedule parse_sigma_schedule(const std::string& name) {
   const std::string n = lower(name);
   if (n.empty() || n == "default" || n == "discrete" || n == "normal" || n == "automatic") return SigmaSchedule::standard;
   if (n == "karras") return SigmaSchedule::karras;
-  throw Error("scheduler '" + name + "' is not one of default, karras");
+  throw Error("scheduler: '" + name + "' is not one of default, karras");
 }
 
 std::string sampler_display_name(const std::string& method) {

@@ -21,6 +21,16 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 // Static so these copies never clash with another library's stb symbols.
 #define STB_IMAGE_STATIC
+// stb's own limit (its loaders refuse larger sides themselves) is above ours, so that stbi_info
+// still reports the size and the check in decode_bytes can name it.
+#define STBI_MAX_DIMENSIONS (1 << 20)
+// The formats images are exchanged in (PNG, JPEG, BMP, TGA, GIF). Debian's stb_image 2.27 has
+// integer overflows in the PNM header reader (found by fuzz_image) and the rarely used PSD, HDR
+// and PIC readers are left out with it: less code reading strangers' bytes.
+#define STBI_NO_PNM
+#define STBI_NO_PSD
+#define STBI_NO_HDR
+#define STBI_NO_PIC
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 #include <stb/stb_easy_font.h>
@@ -95,6 +105,52 @@ torch::Tensor apply_orientation(const torch::Tensor& img, int orientation) {
   }
 }
 
+// What a file may announce before it is decoded (RGBA: 256 MiB at most).
+constexpr int kMaxImageSide = 16384;
+constexpr int64_t kMaxImagePixels = int64_t(1) << 26;  // 67 MP
+
+// Debian's stb_image is 2.27, whose JPEG Huffman table builder writes past its 257-entry size
+// list when a DHT table's 16 code counts sum to more than 256 (upstream 2.28 added the check; found
+// here by fuzz_image under UBSan). The same check before stb sees the bytes: every DHT table in
+// the file, in the header and between scans, must hold at most 256 codes and fit its segment.
+bool jpeg_huffman_tables_valid(const uint8_t* data, size_t size) {
+  // stb takes any run of 0xFF fill bytes before the SOI marker.
+  size_t pos = 0;
+  while (pos < size && data[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= size || data[pos] != 0xD8) return true;  // not a JPEG
+  ++pos;
+  while (pos + 1 < size) {
+    if (data[pos] != 0xFF) {  // entropy-coded data after a scan: skip to the next marker
+      ++pos;
+      continue;
+    }
+    const uint8_t marker = data[pos + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    pos += 2;
+    if (marker == 0x00 || marker == 0x01 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) continue;
+    if (marker == 0xD9) return true;  // end of image
+    if (pos + 2 > size) return true;  // truncated: stb reports it
+    const size_t length = (size_t(data[pos]) << 8) | data[pos + 1];
+    if (length < 2) return false;
+    if (marker == 0xC4) {
+      // As stb reads it: tables until the declared length is used up, bytes past the end of the
+      // file reading as 0.
+      auto byte = [&](size_t i) -> size_t { return i < size ? data[i] : 0; };
+      for (size_t p = pos + 2; p < pos + length;) {
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += byte(p + i);
+        if (codes > 256) return false;
+        p += 17 + codes;
+      }
+    }
+    pos = std::min(size, pos + length);
+  }
+  return true;
+}
+
 struct Decoded {
   torch::Tensor rgba;      // uint8 [H,W,4]
   bool has_alpha = false;  // the file stores an alpha channel
@@ -103,11 +159,24 @@ struct Decoded {
 Decoded decode_bytes(const uint8_t* data, size_t size, const std::string& what) {
   if (size == 0) cannot_read(what, "empty");
   if (size > size_t(INT32_MAX)) cannot_read(what, "larger than 2 GB");
+  if (!jpeg_huffman_tables_valid(data, size)) cannot_read(what, "corrupt JPEG (a Huffman table holds more than 256 codes)");
   int width = 0, height = 0, channels = 0;
+  // The header's size is checked before anything is decoded: a few bytes can announce gigapixels.
+  if (stbi_info_from_memory(data, static_cast<int>(size), &width, &height, &channels)) {
+    const int64_t pixels = int64_t(width) * int64_t(height);
+    if (width > kMaxImageSide || height > kMaxImageSide || pixels > kMaxImagePixels)
+      cannot_read(what, "its header announces " + std::to_string(width) + "x" + std::to_string(height) +
+                            " pixels (at most " + std::to_string(kMaxImageSide) + " a side and " +
+                            std::to_string(kMaxImagePixels / 1000000) + " megapixels are read)");
+  }
   stbi_uc* pixels = stbi_load_from_memory(data, static_cast<int>(size), &width, &height, &channels, 4);
   if (!pixels) {
     const char* reason = stbi_failure_reason();
     cannot_read(what, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
+  }
+  if (width < 1 || height < 1) {
+    stbi_image_free(pixels);
+    cannot_read(what, "the image has no pixels (" + std::to_string(width) + "x" + std::to_string(height) + ")");
   }
   auto rgba = torch::from_blob(pixels, {height, width, 4}, torch::kUInt8).clone();
   stbi_image_free(pixels);
@@ -238,7 +307,8 @@ std::string decode_png_text(const char* path, std::map<std::string, std::string>
     std::fclose(fp);
     return "out of memory";
   }
-  png_bytep row = nullptr;
+  // volatile: assigned after setjmp and read after the longjmp (found by fuzz_image as a leak).
+  png_bytep volatile row = nullptr;
   if (setjmp(png_jmpbuf(png))) {
     png_free(png, row);
     png_destroy_read_struct(&png, &info, &end_info);
@@ -442,6 +512,8 @@ std::string encode_png_bytes(const torch::Tensor& rgb_u8, const std::map<std::st
 
 ImageHeader image_bytes_header(const std::string& bytes, const std::string& what) {
   int w = 0, h = 0, c = 0;
+  if (!jpeg_huffman_tables_valid(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()))
+    cannot_read(what, "corrupt JPEG (a Huffman table holds more than 256 codes)");
   if (bytes.empty() || bytes.size() > size_t(INT32_MAX) ||
       !stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &c)) {
     const char* reason = bytes.empty() ? "empty" : stbi_failure_reason();

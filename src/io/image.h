@@ -10,9 +10,9 @@
 namespace sine {
 
 // Images in memory are uint8 [H,W,3] (or [H,W,4]) CPU tensors, rows top to bottom, as decoded.
-// Reading uses stb_image (PNG, JPEG, BMP, GIF first frame, TGA, PSD, PNM, HDR as 8 bit), applies
-// the JPEG EXIF orientation so phone photos come out upright, and throws
-// sine::Error("<path>: cannot read image (<reason>)").
+// Reading uses stb_image (PNG, JPEG, BMP, TGA, GIF first frame), applies the JPEG EXIF orientation
+// so phone photos come out upright, and throws sine::Error("<path>: cannot read image (<reason>)").
+// The header's size is checked before decoding: at most 16384 px a side and 67 megapixels.
 
 // Transparent pixels are composited over white (a cutout on a transparent background becomes a
 // cutout on white); gray images are repeated into three channels.

@@ -70,8 +70,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
   size_t file_size = static_cast<size_t>(sb.st_size);
   if (file_size < 8) {
     ::close(fd);
-    throw Error(path + ": truncated safetensors file (" + std::to_string(file_size) +
-                " bytes, no room for the 8-byte header length)");
+    parse_safetensors_header(nullptr, file_size, path);  // throws: too short
   }
   st.map_ = std::make_shared<Mapping>();
   st.map_->addr = mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -81,76 +80,10 @@ SafeTensors SafeTensors::open(const std::string& path) {
     throw Error(path + ": cannot memory-map (" + std::strerror(errno) + ")");
   }
   st.map_->size = file_size;
-  const auto* bytes = static_cast<const uint8_t*>(st.map_->addr);
-
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
-  if (header_len < 2 || header_len > file_size - 8)
-    throw Error(path + ": invalid safetensors header length " + std::to_string(header_len) +
-                " (file has " + std::to_string(file_size) + " bytes; truncated or not safetensors)");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
-  } catch (const std::exception& e) {
-    throw Error(path + ": safetensors header is not valid JSON (" + std::string(e.what()) + ")");
-  }
-  if (!header.is_object()) throw Error(path + ": safetensors header is not a JSON object");
-  st.data_ = bytes + 8 + header_len;
-  const size_t data_size = file_size - 8 - header_len;
-
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& key = it.key();
-    if (key == "__metadata__") {
-      if (!it->is_object()) throw Error(path + ": __metadata__ is not an object");
-      for (auto m = it->begin(); m != it->end(); ++m) {
-        if (!m->is_string()) throw Error(path + ": __metadata__ value for '" + m.key() + "' is not a string");
-        st.metadata_[m.key()] = m->get<std::string>();
-      }
-      continue;
-    }
-    const auto& e = *it;
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
-      throw Error(path + ": tensor '" + key + "' lacks dtype, shape or data_offsets");
-    TensorInfo info;
-    if (!e["dtype"].is_string()) throw Error(path + ": tensor '" + key + "' has a non-string dtype");
-    info.dtype = e["dtype"].get<std::string>();
-    const DtypeEntry* dt = find_dtype(info.dtype);
-    if (!dt) throw Error(path + ": tensor '" + key + "' has unsupported dtype '" + info.dtype + "'");
-    if (!e["shape"].is_array()) throw Error(path + ": tensor '" + key + "' shape is not a list");
-    size_t numel = 1, nbytes = dt->size;  // a scalar (empty shape) is one element
-    for (const auto& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0)
-        throw Error(path + ": tensor '" + key + "' has an invalid dimension in its shape");
-      info.shape.push_back(d.get<int64_t>());
-      // A wrapped-around count could match a small byte range and later allocate petabytes.
-      if (__builtin_mul_overflow(numel, static_cast<size_t>(d.get<int64_t>()), &numel) ||
-          __builtin_mul_overflow(numel, dt->size, &nbytes))
-        throw Error(path + ": tensor '" + key + "' shape is too large (element count overflows)");
-    }
-    const auto& off = e["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      throw Error(path + ": tensor '" + key + "' data_offsets must be two non-negative integers");
-    info.begin = off[0].get<size_t>();
-    info.end = off[1].get<size_t>();
-    if (info.end < info.begin || info.end > data_size)
-      throw Error(path + ": tensor '" + key + "' byte range [" + std::to_string(info.begin) + ", " +
-                  std::to_string(info.end) + ") lies outside the data section (" +
-                  std::to_string(data_size) + " bytes; file truncated?)");
-    if (info.end - info.begin != nbytes)
-      throw Error(path + ": tensor '" + key + "' header says " + std::to_string(info.end - info.begin) +
-                  " bytes but shape x " + info.dtype + " needs " + std::to_string(nbytes));
-    st.infos_[key] = std::move(info);
-  }
-  std::vector<std::pair<size_t, std::string>> ranges;
-  for (const auto& [k, v] : st.infos_)
-    if (v.end > v.begin) ranges.emplace_back(v.begin, k);
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i) {
-    const auto& prev = st.infos_.at(ranges[i - 1].second);
-    if (ranges[i].first < prev.end)
-      throw Error(path + ": tensors '" + ranges[i - 1].second + "' and '" + ranges[i].second +
-                  "' overlap in the data section");
-  }
+  auto header = parse_safetensors_header(static_cast<const uint8_t*>(st.map_->addr), file_size, path);
+  st.data_ = static_cast<const uint8_t*>(st.map_->addr) + header.data_offset;
+  st.infos_ = std::move(header.infos);
+  st.metadata_ = std::move(header.metadata);
   return st;
 }
 

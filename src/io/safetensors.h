@@ -6,13 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace sine {
+#include "io/safetensors_header.h"
 
-struct TensorInfo {
-  std::string dtype;             // safetensors dtype string: F32, F16, BF16, I64, ...
-  std::vector<int64_t> shape;
-  size_t begin = 0, end = 0;     // byte range inside the data section
-};
+namespace sine {
 
 // A memory-mapped, fully validated .safetensors file. Opening checks the header length, the
 // JSON, every dtype, that shape x dtype size equals each byte range, that ranges lie inside

@@ -43,6 +43,7 @@ struct SineEditConfig {
   double scale = 7.5;
   uint64_t seed = 42;
   SineEditMode mode = SineEditMode::Sine;
+  bool force = false;  // skip the memory estimate (pipeline/memory_estimate.h)
 };
 
 // Runs one edit; `pretrained` holds the base model. Returns scaled latents [1, 4, h, w].

@@ -305,8 +305,8 @@ void GenerateOptions::validate() const {
   finite("strength", strength);
   if (cfg_scale < 0 || cfg_scale > 100) throw Error("cfg_scale: must be in [0, 100] (got " + std::to_string(cfg_scale) + ")");
   if (steps < 1 || steps > 1000) throw Error("steps: must be in [1, 1000] (got " + std::to_string(steps) + ")");
-  if (width < 0 || height < 0 || width > 65536 || height > 65536)
-    throw Error("width/height: must be in [0, 65536] (got " + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (width < 0 || width > 65536) throw Error("width: must be in [0, 65536] (got " + std::to_string(width) + ")");
+  if (height < 0 || height > 65536) throw Error("height: must be in [0, 65536] (got " + std::to_string(height) + ")");
   if (init_image.defined() && (strength <= 0.0 || strength > 1.0))
     throw Error("strength: must be in (0, 1] (got " + std::to_string(strength) + ")");
   if (mask.defined() && !init_image.defined()) throw Error("mask: inpainting needs an init image");
@@ -327,8 +327,8 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   int64_t width = o.width > 0 ? o.width : native_size();
   const int64_t f = vae_factor();
   if (height % f || width % f)
-    throw Error("width/height: must be multiples of " + std::to_string(f) + " (got " + std::to_string(width) + "x" +
-                std::to_string(height) + ")");
+    throw Error(std::string(width % f ? "width" : "height") + ": must be a multiple of " + std::to_string(f) + " (got " +
+                std::to_string(width) + "x" + std::to_string(height) + ")");
   if (o.clip_skip > config().text.layers)
     throw Error("clip_skip: the text encoder has " + std::to_string(config().text.layers) + " layers (got " +
                 std::to_string(o.clip_skip) + ")");
@@ -336,7 +336,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     throw Error("generate: this pipeline freed its weights after a one-shot run (GenerateOptions::release_after_use)");
   if (!o.force)
     check_fits(estimate_generation_memory(config(), dtype_, height, width, o.cfg_scale != 1.0 ? 2 : 1, compat::has_sdpa),
-               device_, "width/height " + std::to_string(width) + "x" + std::to_string(height));
+               device_, "width: an image of " + std::to_string(width) + "x" + std::to_string(height));
   auto generator = make_generator(o.seed);
   torch::Tensor cond, uncond;
   // <lora:...> tags: attached for this generation only (detached however it ends).

@@ -41,8 +41,8 @@ void parse_sampler(const std::string& field, std::string name, GenerateOptions& 
       if (name == alias) name = s.method;
   try {
     o.sampler = canonical_sampler_name(name);
-  } catch (const std::exception& e) {
-    throw bad_field(field, e.what());
+  } catch (const std::exception&) {
+    throw bad_field(field, "'" + name + "' is not a sampler (GET /sdapi/v1/samplers lists them)");
   }
 }
 

@@ -19,6 +19,8 @@ nlohmann::json parse_json_object(const std::string& body) {
     j = nlohmann::json::parse(body);
   } catch (const nlohmann::json::parse_error& e) {
     throw HttpError(400, "body", "not valid JSON (at byte " + std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range 406: a number like 1e309
+    throw HttpError(400, "body", std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) throw HttpError(400, "body", "expected a JSON object, got " + type_name(j));
   return j;

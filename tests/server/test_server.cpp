@@ -649,6 +649,11 @@ TEST(ServeErrors, BadJsonAndBadFieldsAre400NamingTheField) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
   EXPECT_EQ(parse(res)["field"], "body");
+  // Found by fuzz_json: a number beyond double's range is nlohmann's out_of_range, not a parse error.
+  res = r.client().Post("/sdapi/v1/txt2img", "{\"steps\": 1e309}", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(parse(res)["field"], "body");
   for (const auto& [body, field] : std::vector<std::pair<nlohmann::json, std::string>>{
            {{{"steps", "many"}}, "steps"},
            {{{"steps", 0}}, "steps"},

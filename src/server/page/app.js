@@ -223,7 +223,7 @@ function generateParams() {
     p.init_images = [generatePainter.dataUrl];
     p.denoising_strength = Number($('strength').value);
     const mask = maskDataUrl();
-    if (mask) { p.mask = mask; p.mask_blur = Number($('mask-blur').value); p.inpainting_fill = 1; }
+    if (mask) { p.mask = mask; p.mask_blur = Number($('mask-blur').value); p.inpainting_fill = Number($('masked-content').value); }
   }
   return p;
 }
