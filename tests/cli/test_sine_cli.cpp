@@ -102,7 +102,7 @@ TEST_F(SineCli, FinetuneResumeEditAndSweep) {
   expect_clean_failure("edit --finetuned " + quote(out) + " -p x --sweep z=1 -o " + quote(scratch_->path("b.png")),
                        scratch_->path("b.png"), "--sweep");
   expect_clean_failure("edit --finetuned " + quote(out) + " -p x -W 30 --steps 1 -o " + quote(scratch_->path("c.png")),
-                       scratch_->path("c.png"), "multiples");
+                       scratch_->path("c.png"), "--width: must be a multiple");
   expect_clean_failure("edit --finetuned " + quote(out) + " --beta 0.1,0.2 -p x -o " + quote(scratch_->path("d.png")),
                        scratch_->path("d.png"), "--beta");
 }
