@@ -1,7 +1,8 @@
 # make demo:       install dependencies, build, run the showcase on the bundled model.
 # make test:       install dependencies, build, run the whole test suite (Debian's LibTorch 1.13, CPU).
 # make build-cuda: PyPI's LibTorch 2.11 (CUDA 13) in .venv, every CUDA path compiled in (build-cuda/).
-# make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU).
+# make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU;
+#                  the SIGKILL crash test, label crash, runs once, in make test).
 # make fuzz:       libFuzzer targets (clang-14, ASan + UBSan) in build-fuzz/, each run FUZZ_SECONDS (10).
 BUILD ?= build
 BUILD_CUDA ?= build-cuda
@@ -37,7 +38,7 @@ build-cuda: deps-pip $(BUILD_CUDA)/build.ninja
 	cmake --build $(BUILD_CUDA) -j $(JOBS)
 
 test-cuda: build-cuda
-	cd $(BUILD_CUDA) && ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
+	cd $(BUILD_CUDA) && ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda|crash'
 
 # On a machine with a GPU: the tests that need one (label cuda).
 test-cuda-device: build-cuda
