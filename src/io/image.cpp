@@ -172,7 +172,8 @@ Decoded decode_bytes(const uint8_t* data, size_t size, const std::string& what) 
   stbi_uc* pixels = stbi_load_from_memory(data, static_cast<int>(size), &width, &height, &channels, 4);
   if (!pixels) {
     const char* reason = stbi_failure_reason();
-    cannot_read(what, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
+    cannot_read(what, reason && *reason ? std::string(reason) + ", or not an image format stb_image reads"
+                                        : "truncated or corrupt image data");
   }
   if (width < 1 || height < 1) {
     stbi_image_free(pixels);
@@ -517,7 +518,8 @@ ImageHeader image_bytes_header(const std::string& bytes, const std::string& what
   if (bytes.empty() || bytes.size() > size_t(INT32_MAX) ||
       !stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &c)) {
     const char* reason = bytes.empty() ? "empty" : stbi_failure_reason();
-    cannot_read(what, reason ? std::string(reason) + ", or not an image format stb_image reads" : "unknown format");
+    cannot_read(what, reason && *reason ? std::string(reason) + ", or not an image format stb_image reads"
+                                        : "truncated or corrupt image data");
   }
   return {w, h};
 }

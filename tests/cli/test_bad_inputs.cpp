@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "cli_test_util.h"
+#include "io/image.h"
+#include "io/safetensors.h"
 
 namespace sine {
 namespace {
@@ -69,6 +72,44 @@ class BadInputs : public ::testing::Test {
     write_bytes(path("text.png"), "this is not an image\n");
     write_bytes(path("bomb.png"), png_header_only(100000, 100000));
     write_bytes(path("empty.png"), "");
+    write_bytes(path("empty.safetensors"), "");
+    write_bytes(path("negative.safetensors"),
+                safetensors(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,0]}})"));
+    write_bytes(path("dtype.safetensors"),
+                safetensors(R"({"a":{"dtype":"F8_E9M0","shape":[4],"data_offsets":[0,4]}})", std::string(4, '\0')));
+    write_bytes(path("pickle.safetensors"), std::string("\x80\x02}q\x00(X\x05\x00\x00\x00state_dictq\x01", 24));
+    write_bytes(path("not_object.safetensors"), safetensors("[1, 2, 3]"));
+    // A micro SD 1.x model, then copies with one thing wrong.
+    ASSERT_EQ(scratch_->sine("init-random --config micro -o " + quote(path("micro.safetensors"))).code, 0);
+    auto micro = load_safetensors(path("micro.safetensors"));
+    const auto meta = SafeTensors::open(path("micro.safetensors")).metadata();
+    {
+      auto bytes = cli_test::read_text(path("micro.safetensors"));
+      write_bytes(path("truncated.safetensors"), bytes.substr(0, bytes.size() / 2));
+    }
+    const std::string key = "model.diffusion_model.out.2.weight";
+    ASSERT_TRUE(micro.count(key));
+    auto missing = micro;
+    missing.erase(key);
+    save_safetensors(path("missing_key.safetensors"), missing, meta);
+    auto misshaped = micro;
+    misshaped[key] = torch::zeros({3, 3});
+    save_safetensors(path("misshaped.safetensors"), misshaped, meta);
+    auto nan = micro;
+    nan[key] = torch::full_like(micro[key], std::numeric_limits<float>::quiet_NaN());
+    save_safetensors(path("nan.safetensors"), nan, meta);
+    fs::create_directories(path("diffusers_no_unet/vae"));
+    fs::create_directories(path("diffusers_no_unet/text_encoder"));
+    write_bytes(path("diffusers_no_unet/model_index.json"), "{}");
+    // Images: a 0x0 PNG header, a truncated PNG, a corrupt fine-tune and inversion.
+    write_bytes(path("zero.png"), png_header_only(0, 0));
+    {
+      auto bytes = cli_test::read_text(path("good.png"));
+      write_bytes(path("truncated.png"), bytes.substr(0, bytes.size() / 3));
+    }
+    write_bytes(path("corrupt_ft.safetensors"), safetensors(R"({"__metadata__":{"format":"sine-finetune"}})"));
+    write_bytes(path("corrupt_inv.safetensors"), safetensors(R"({"__metadata__":{"format":"sine-inversion"}})"));
+    fs::create_directories(path("a_folder.png"));
   }
   static void TearDownTestSuite() {
     delete scratch_;
@@ -81,6 +122,12 @@ class BadInputs : public ::testing::Test {
   void check(const Row& row, const std::string& output) {
     for (const auto& o : {output, path("out.png"), path("ft.safetensors")}) fs::remove(o);
     auto r = scratch_->sine(row.args);
+    if (std::getenv("SINE_BAD_INPUTS_TABLE")) {  // the docs' table: what | exit | the line
+      std::string line = r.err.substr(0, r.err.find('\n'));
+      for (std::string dir = scratch_->dir().string() + "/"; line.find(dir) != std::string::npos;)
+        line.replace(line.find(dir), dir.size(), "");
+      std::printf("| %s | %d | %s |\n", row.what.c_str(), r.code, line.c_str());
+    }
     EXPECT_NE(r.code, 0) << row.what << ": " << row.args;
     EXPECT_NE(r.code, -1) << row.what << ": killed (" << row.args << ")";
     EXPECT_NE(r.err.find(row.named), std::string::npos) << row.what << ": " << r.err;
@@ -99,6 +146,53 @@ TEST_F(BadInputs, ModelFilesNameTheFile) {
     const std::string model = path(file + ".safetensors");
     check({file, "generate -m " + quote(model) + " -p a -o " + quote(out), model}, out);
   }
+}
+
+TEST_F(BadInputs, MoreModelFilesNameTheFileOrKey) {
+  const std::string out = path("out.png");
+  for (const std::string file : {"empty", "negative", "dtype", "pickle", "not_object", "truncated"}) {
+    const std::string model = path(file + ".safetensors");
+    check({file, "generate -m " + quote(model) + " -p a -o " + quote(out), model}, out);
+  }
+  const std::string key = "model.diffusion_model.out.2.weight";
+  for (const std::string file : {"missing_key", "nan"})
+    check({file, "generate -m " + quote(path(file + ".safetensors")) + " -p a -o " + quote(out), key}, out);
+  // A mis-shaped output conv: the shapes now say 3 output channels, which the file's own config contradicts.
+  check({"misshaped", "generate -m " + quote(path("misshaped.safetensors")) + " -p a -o " + quote(out), "out_channels"},
+        out);
+  check({"diffusers folder without unet/", "generate -m " + quote(path("diffusers_no_unet")) + " -p a -o " + quote(out),
+         "unet"},
+        out);
+}
+
+TEST_F(BadInputs, MethodFilesAndOutputPaths) {
+  const std::string out = path("out.png"), good = quote(path("good.png"));
+  const std::vector<Row> rows = {
+      {"corrupt fine-tune", "edit --finetuned " + quote(path("corrupt_ft.safetensors")) + " -p a -o " + quote(out),
+       "corrupt_ft.safetensors"},
+      {"fine-tune that is an image", "edit --finetuned " + good + " -p a -o " + quote(out), "good.png"},
+      {"corrupt inversion", "p2p " + good + " -p 'a red circle' --target 'a blue circle' --inversion " +
+                                quote(path("corrupt_inv.safetensors")) + " -o " + quote(out),
+       "corrupt_inv.safetensors"},
+      {"concept that is a model", "insert generate -c " + quote(path("micro.safetensors")) + " -p '* circle' -o " + quote(out),
+       "micro.safetensors"},
+      {"missing concept", "insert generate -c " + quote(path("nope.safetensors")) + " -p '* circle' -o " + quote(out),
+       "nope.safetensors"},
+      {"output is a folder", "generate -p a --steps 1 -o " + quote(path("a_folder.png")), "a_folder.png"},
+      {"output folder missing", "generate -p a --steps 1 -o " + quote(path("no/such/dir/out.png")), "no/such/dir"},
+      {"batch count 0", "generate -p a -b 0 -o " + quote(out), "--batch-count"},
+      {"0x0 image", "generate -p a -i " + quote(path("zero.png")) + " -o " + quote(out), "zero.png"},
+      {"truncated image", "generate -p a -i " + quote(path("truncated.png")) + " -o " + quote(out), "truncated.png"},
+      {"image is a folder", "generate -p a -i " + quote(path("a_folder.png")) + " -o " + quote(out), "a_folder.png"},
+      {"mask without image", "generate -p a --mask " + good + " -o " + quote(out), "--mask"},
+      {"mask not an image", "generate -p a -i " + good + " --mask " + quote(path("text.png")) + " -o " + quote(out),
+       "text.png"},
+      {"mask blur negative", "generate -p a -i " + good + " --mask " + good + " --mask-blur -1 -o " + quote(out),
+       "--mask-blur"},
+      {"masked content", "generate -p a -i " + good + " --mask " + good + " --masked-content blur -o " + quote(out),
+       "--masked-content"},
+  };
+  for (const auto& row : rows) check(row, out);
 }
 
 TEST_F(BadInputs, ImagesNameTheFileAndBombsAreRefusedBeforeDecoding) {
