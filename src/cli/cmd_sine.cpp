@@ -40,13 +40,6 @@ std::string format_double(double v) {
   return buf;
 }
 
-uint64_t hash_bytes(const torch::Tensor& t) {
-  auto c = t.contiguous();
-  const auto* p = static_cast<const uint8_t*>(c.data_ptr());
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < c.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ULL;
-  return h;
-}
 
 // ---------------------------------------------------------------------------------------------
 // finetune
@@ -100,36 +93,8 @@ void run_finetune(FinetuneFlags& f) {
   c.checkpoint_path = f.checkpoint.empty() ? f.output + ".ckpt" : f.checkpoint;
   c.checkpoint_every = f.checkpoint_every;
 
-  // The run's identity: a checkpoint of another run (image, prompt, mode, ...) is not resumed.
-  nlohmann::json identity{{"image", std::to_string(hash_bytes(image))},
-                          {"prompt", sine_training_prompt(c.prompt_template, c.class_word)},
-                          {"mode", sine_mode_name(c.mode)},
-                          {"lr", c.lr},
-                          {"seed", c.seed},
-                          {"lora", c.lora_rank},
-                          {"grid_interp", f.grid_interp},
-                          {"recon_weight", c.recon_weight},
-                          {"model", pipe.source()}};
-  const std::string identity_path = c.checkpoint_path + ".json";
-  if (f.fresh) {
-    fs::remove(c.checkpoint_path);
-    fs::remove(identity_path);
-  }
-  if (fs::exists(c.checkpoint_path)) {
-    std::ifstream in(identity_path);
-    nlohmann::json saved = nlohmann::json::parse(in, nullptr, false);
-    if (saved.is_discarded() || saved != identity)
-      throw Error("--checkpoint " + c.checkpoint_path +
-                  ": belongs to another fine-tuning run (image, prompt, mode or hyper-parameters differ); "
-                  "pass --fresh to start over");
-  }
-
+  claim_sine_checkpoint(c, sine_finetune_identity(image, c, pipe.source()), f.fresh);
   SineFinetuner finetuner(pipe, image, c);
-  write_atomically(identity_path, [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << identity.dump(2) << "\n";
-    if (!out) throw Error(identity_path + ": cannot write");
-  });
   if (finetuner.resume())
     std::cerr << "resuming " << c.checkpoint_path << " at step " << finetuner.trainer().step() << "/" << c.steps
               << "\n";

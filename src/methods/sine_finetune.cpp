@@ -1,5 +1,9 @@
 #include "methods/sine_finetune.h"
 
+#include <filesystem>
+#include <fstream>
+
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
@@ -137,6 +141,45 @@ SineLossParts SineFinetuner::loss(torch::Generator& gen) {
     out.recon_loss = torch::zeros({}, torch::kFloat32);
   }
   return out;
+}
+
+nlohmann::json sine_finetune_identity(const torch::Tensor& image_u8, const SineFinetuneConfig& c,
+                                      const std::string& base_model) {
+  auto bytes = image_u8.contiguous();
+  const auto* p = static_cast<const uint8_t*>(bytes.data_ptr());
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a of the pixels
+  for (size_t i = 0; i < bytes.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  return {{"image", std::to_string(h)},
+          {"prompt", sine_training_prompt(c.prompt_template, c.class_word)},
+          {"mode", sine_mode_name(c.mode)},
+          {"lr", c.lr},
+          {"seed", c.seed},
+          {"lora", c.lora_rank},
+          {"grid_interp", grid_interpolation_name(c.grid_interpolation)},
+          {"recon_weight", c.recon_weight},
+          {"model", base_model}};
+}
+
+void claim_sine_checkpoint(const SineFinetuneConfig& c, const nlohmann::json& identity, bool fresh) {
+  if (c.checkpoint_path.empty()) return;
+  const std::string identity_path = c.checkpoint_path + ".json";
+  if (fresh) {
+    std::filesystem::remove(c.checkpoint_path);
+    std::filesystem::remove(identity_path);
+  }
+  if (std::filesystem::exists(c.checkpoint_path)) {
+    std::ifstream in(identity_path);
+    nlohmann::json saved = nlohmann::json::parse(in, nullptr, false);
+    if (saved.is_discarded() || saved != identity)
+      throw Error("checkpoint: " + c.checkpoint_path +
+                  " belongs to another fine-tuning run (image, prompt, mode or hyper-parameters differ); "
+                  "start fresh to overwrite it");
+  }
+  write_atomically(identity_path, [&](const std::string& tmp) {
+    std::ofstream out(tmp);
+    out << identity.dump(2) << "\n";
+    if (!out) throw Error(identity_path + ": cannot write");
+  });
 }
 
 bool SineFinetuner::resume() {

@@ -1,5 +1,6 @@
 #pragma once
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <map>
 #include <memory>
@@ -51,6 +52,16 @@ struct SineLossParts {
   int64_t t = 0;
   CropBox box;
 };
+
+// A fine-tune's identity: the image (hashed), prompt, mode, learning rate, seed, LoRA rank, grid
+// interpolation, reconstruction weight and the base model. A checkpoint is resumed only by the
+// run that wrote it.
+nlohmann::json sine_finetune_identity(const torch::Tensor& image_u8, const SineFinetuneConfig& config,
+                                      const std::string& base_model);
+// Claims config.checkpoint_path for the run `identity` before it trains: `fresh` first removes the
+// checkpoint and its identity file (<checkpoint>.json); an existing checkpoint of another run is a
+// sine::Error naming "checkpoint"; the identity is then written (atomically) beside it.
+void claim_sine_checkpoint(const SineFinetuneConfig& config, const nlohmann::json& identity, bool fresh);
 
 class SineFinetuner {
  public:
