@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-10}
+# A fixed seed by default, so that a short run (CI) tries the same inputs every time and a slower
+# machine tries a prefix of them; FUZZ_SEED=0 draws a random seed (long runs).
+SEED=${FUZZ_SEED:-1}
 mkdir -p "$BUILD/crashes"
 status=0
 printf '%-12s %8s %10s %8s  %s\n' target seconds execs corpus result
@@ -22,7 +25,7 @@ for target in safetensors checkpoint image tokenizer json; do
   log="$BUILD/fuzz_$target.log"
   # One thread for LibTorch: the fuzzers run on shared 2-core machines.
   if OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-      "$bin" -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=30 -max_len=1048576 \
+      "$bin" -seed="$SEED" -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -timeout=30 -max_len=1048576 \
       -artifact_prefix="$BUILD/crashes/${target}-" "${dict[@]}" "$work" "${seeds[@]}" >"$log" 2>&1; then
     result=ok
   else
