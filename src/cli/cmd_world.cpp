@@ -110,6 +110,8 @@ torch::Tensor mask_image(const torch::Tensor& coverage) {
 
 void run_render(const RenderFlags& f) {
   if (f.width < 8 || f.height < 8) throw Error("-W/-H: the image must be at least 8x8 pixels");
+  if (f.width > 16384 || f.height > 16384)  // a render is W x H x 3 bytes plus float masks: refuse before allocating
+    throw Error("-W/-H: at most 16384 pixels a side (got " + std::to_string(f.width) + "x" + std::to_string(f.height) + ")");
   if (f.count < 1) throw Error("--count must be at least 1");
   const float aspect = static_cast<float>(f.width) / static_cast<float>(f.height);
   std::vector<world::Scene> scenes;

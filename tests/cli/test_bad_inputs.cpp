@@ -191,6 +191,8 @@ TEST_F(BadInputs, MethodFilesAndOutputPaths) {
        "--mask-blur"},
       {"masked content", "generate -p a -i " + good + " --mask " + good + " --masked-content blur -o " + quote(out),
        "--masked-content"},
+      {"render too large", "world render -W 100000 -H 100000 --caption 'a red circle' -o " + quote(out), "-W/-H"},
+      {"render count 0", "world render --count 0 -o " + quote(path("renders")), "--count"},
   };
   for (const auto& row : rows) check(row, out);
 }
