@@ -90,11 +90,7 @@ void run_invert(const InvertFlags& f) {
   save_inversion(f.output, r.inversion);
   std::cout << f.output << "\n";
   if (!f.recon.empty()) {
-    GenerationParameters p;
-    p.prompt = c.prompt;
-    p.set("Steps", c.steps).set("Sampler", c.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
-    p.set("CFG scale", c.null_text ? c.cfg_scale : 1.0).set("Model", pipe.model_name());
-    write_png(f.recon, r.reconstruction, p.png_text());
+    write_png(f.recon, r.reconstruction, invert_parameters(pipe, c).png_text());
     std::cout << f.recon << "\n";
   }
 }

@@ -19,6 +19,15 @@ std::vector<std::pair<CLI::App*, std::function<void()>>>& registry() {
   static std::vector<std::pair<CLI::App*, std::function<void()>>> commands;
   return commands;
 }
+// How an option is written in messages: "-W/--width".
+std::string flag_names(const CLI::Option& opt) {
+  std::string names;
+  for (const auto& s : opt.get_snames()) names += "-" + s + "/";
+  for (const auto& l : opt.get_lnames()) names += "--" + l + "/";
+  if (!names.empty()) names.pop_back();
+  return names;
+}
+
 // The library's config checks name their field ("cfg_scale: must be ..."); on the command line
 // the same message names the flag the field binds to ("--cfg-scale: must be ...").
 std::string with_flag_names(const CLI::App& app, const std::string& message) {
@@ -39,10 +48,7 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
   std::string dashed = field;
   std::replace(dashed.begin(), dashed.end(), '_', '-');
   const CLI::Option* opt = cmd->get_option_no_throw("--" + dashed);
-  if (!opt) return message;
-  std::string names;
-  for (const auto& s : opt->get_snames()) names += "-" + s + "/";
-  return names + "--" + dashed + message.substr(colon);
+  return opt ? flag_names(*opt) + message.substr(colon) : message;
 }
 
 // Every floating-point flag of the parsed commands must be a finite number: CLI11 reads "nan" and
@@ -53,13 +59,7 @@ void check_finite_flags(const CLI::App& app) {
     for (const auto& text : opt->results()) {
       char* end = nullptr;
       const double v = std::strtod(text.c_str(), &end);
-      if (end != text.c_str() && !std::isfinite(v)) {
-        std::string names;
-        for (const auto& s : opt->get_snames()) names += "-" + s + "/";
-        for (const auto& l : opt->get_lnames()) names += "--" + l + "/";
-        if (!names.empty()) names.pop_back();
-        throw Error(names + ": must be a finite number (got " + text + ")");
-      }
+      if (end != text.c_str() && !std::isfinite(v)) throw Error(flag_names(*opt) + ": must be a finite number (got " + text + ")");
     }
   }
   for (const CLI::App* sub : app.get_subcommands())

@@ -73,6 +73,14 @@ GenerationParameters specref_parameters(const Pipeline& pipeline, const specref:
   return p;
 }
 
+GenerationParameters invert_parameters(const Pipeline& pipeline, const InvertConfig& config) {
+  GenerationParameters p;
+  p.prompt = config.prompt;
+  p.set("Steps", config.steps).set("Sampler", config.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
+  p.set("CFG scale", config.null_text ? config.cfg_scale : 1.0).set("Model", pipeline.model_name());
+  return p;
+}
+
 GenerationParameters p2p_parameters(const Pipeline& pipeline, const std::string& source, const std::string& target,
                                     const p2p::ControllerConfig& controller, int64_t steps, double cfg_scale,
                                     bool local_blend, const std::string& path, int64_t height, int64_t width) {

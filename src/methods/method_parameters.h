@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "io/generation_parameters.h"
+#include "methods/real_image_edit.h"
 #include "methods/single_insert.h"
 #include "methods/sine_edit.h"
 #include "methods/specref.h"
@@ -30,6 +31,9 @@ GenerationParameters specref_parameters(const Pipeline& pipeline, const specref:
                                         int64_t width);
 
 // Prompt-to-Prompt on a real image: target prompt, source prompt, the controller and the path.
+// The reconstruction of an inverted image (guidance 1, or the null-text embeddings at cfg_scale).
+GenerationParameters invert_parameters(const Pipeline& pipeline, const InvertConfig& config);
+
 GenerationParameters p2p_parameters(const Pipeline& pipeline, const std::string& source, const std::string& target,
                                     const p2p::ControllerConfig& controller, int64_t steps, double cfg_scale,
                                     bool local_blend, const std::string& path, int64_t height, int64_t width);

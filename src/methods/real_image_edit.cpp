@@ -46,6 +46,20 @@ void require_in(const char* field, double v, double lo, double hi) {
     throw Error(std::string(field) + ": must be in [" + fixed(lo, 2) + ", " + fixed(hi, 2) + "] (got " + fixed(v, 4) + ")");
 }
 
+// The whole of `text` as a finite number; errors name `field`.
+double parse_finite(const char* field, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(v))
+    throw Error(std::string(field) + ": '" + text + "' is not a finite number");
+  return v;
+}
+
 void require_steps(int64_t steps) {
   if (steps < 1 || steps > 1000) throw Error("steps: must be in [1, 1000] (got " + std::to_string(steps) + ")");
 }
@@ -296,35 +310,14 @@ std::map<std::string, float> parse_reweight(const std::string& text) {
   for (const auto& item : split_list(text)) {
     auto eq = item.find('=');
     if (eq == std::string::npos) throw Error("reweight: expected word=factor, got '" + item + "'");
-    const std::string value = item.substr(eq + 1);
-    size_t used = 0;
-    float f = 0;
-    try {
-      f = std::stof(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != value.size() || !std::isfinite(f))
-      throw Error("reweight: '" + value + "' is not a finite number");
-    out[item.substr(0, eq)] = f;
+    out[item.substr(0, eq)] = static_cast<float>(parse_finite("reweight", item.substr(eq + 1)));
   }
   return out;
 }
 
 std::map<std::string, p2p::Bounds> parse_cross_replace_words(const std::string& text) {
   std::map<std::string, p2p::Bounds> out;
-  auto number = [](const std::string& s) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != s.size() || !std::isfinite(v))
-      throw Error("cross_replace_words: '" + s + "' is not a finite number");
-    return v;
-  };
+  auto number = [](const std::string& s) { return parse_finite("cross_replace_words", s); };
   for (const auto& item : split_list(text)) {
     auto eq = item.find('=');
     if (eq == std::string::npos)

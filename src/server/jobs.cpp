@@ -175,6 +175,10 @@ StepCallback JobContext::step_callback() {
   return [this](int64_t step, int64_t total) { progress(step, total); };
 }
 
+StageCallback JobContext::stage_callback() {
+  return [this](const std::string& stage, int64_t total) { begin_stage(stage, total); };
+}
+
 void JobContext::add_image(std::string png_bytes, bool save, nlohmann::json info) {
   if (save) {
     const auto n = [&] {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "diffusion/sampler.h"
+#include "methods/real_image_edit.h"  // StageCallback: the methods' multi-stage runs
 #include "server/artifacts.h"
 
 // One job at a time on the one model, the rest waiting in a bounded queue. A job is a function
@@ -113,6 +114,8 @@ class JobContext {
   void preview(const torch::Tensor& rgb_u8);
   // A sampling StepCallback reporting into this job.
   StepCallback step_callback();
+  // A multi-stage library run's stage callback: each stage it announces begins a stage here.
+  StageCallback stage_callback();
 
   // An image of the result: kept in memory (A1111 responses) and, when `save`, staged as an artefact.
   void add_image(std::string png_bytes, bool save, nlohmann::json info);

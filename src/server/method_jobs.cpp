@@ -321,16 +321,12 @@ JobRunner MethodJobs::invert(const nlohmann::json& params, nlohmann::json& summa
              {"cfg_scale", c.cfg_scale}, {"null_text", c.null_text}, {"inner_steps", c.inner_steps}};
   Pipeline* pipe = &pipeline_;
   return [pipe, c, image](JobContext& job) -> nlohmann::json {
-    auto r = invert_image(*pipe, image, c, false, [&](const std::string& stage, int64_t total) { job.begin_stage(stage, total); },
-                          job.step_callback());
+    auto r = invert_image(*pipe, image, c, false, job.stage_callback(), job.step_callback());
     const auto artifact = job.add_artifact(
         "inversion", "inversion.safetensors", "application/octet-stream",
         [&](const std::string& path) { save_inversion(path, r.inversion); },
         {{"prompt", c.prompt}, {"steps", c.steps}, {"schedule", c.schedule}, {"null_text", c.null_text}});
-    GenerationParameters p;
-    p.prompt = c.prompt;
-    p.set("Steps", c.steps).set("Sampler", c.null_text ? "DDIM inversion + null-text" : "DDIM inversion");
-    p.set("CFG scale", c.null_text ? c.cfg_scale : 1.0).set("Model", pipe->model_name());
+    const auto p = invert_parameters(*pipe, c);
     job.add_image(encode_png(r.reconstruction, p.png_text()), true, {{"infotext", p.format()}, {"role", "reconstruction"}});
     nlohmann::json out = {{"inversion", artifact.id},
                           {"psnr_vae", r.psnr_vae},
@@ -418,8 +414,7 @@ JobRunner MethodJobs::p2p_edit(const nlohmann::json& params, nlohmann::json& sum
   return [pipe, c, image, file](JobContext& job) -> nlohmann::json {
     std::optional<Inversion> inversion;
     if (!file.empty()) inversion = load_inversion(file, pipe->device());
-    auto r = p2p_edit_image(*pipe, image, c, inversion ? &*inversion : nullptr, false,
-                            [&](const std::string& stage, int64_t total) { job.begin_stage(stage, total); },
+    auto r = p2p_edit_image(*pipe, image, c, inversion ? &*inversion : nullptr, false, job.stage_callback(),
                             job.step_callback());
     const auto p = p2p_parameters(*pipe, c.source, c.target, r.controller, c.steps, c.cfg_scale, r.blended,
                                   r.null_text_path ? "null-text" : "latents", r.edited.size(0), r.edited.size(1));
