@@ -15,6 +15,8 @@ struct WorldTrainFlags {
   bool fp32 = false;
   bool export_only = false;
   bool vae_only = false;
+  std::string buckets;
+  bool textured = false;
 };
 
 }  // namespace
@@ -45,6 +47,11 @@ void register_world_train(CLI::App& app) {
   cmd->add_option("--caption-dropout", o.caption_dropout, "fraction of empty prompts (for classifier-free guidance)")
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between resumable checkpoints")->capture_default_str();
+  cmd->add_option("--buckets", f->buckets,
+                  "canvas sizes of the text encoder + UNet stage, WIDTHxHEIGHT,... (e.g. 64x64,128x64,64x128); "
+                  "one per step, batch scaled to the same pixel count");
+  cmd->add_flag("--textured-backgrounds", f->textured,
+               "the shapes-v4 world: striped, dotted, noisy and split backgrounds besides solid, gradient, checkered");
   cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_flag("--fp32", f->fp32, "store fp32 weights (default fp16)");
   cmd->add_flag("--export-only", f->export_only,
@@ -57,6 +64,8 @@ void register_world_train(CLI::App& app) {
     if (f->options.diffusion.warmup_steps < 0) throw Error("--warmup must not be negative");
     if (f->options.caption_dropout < 0 || f->options.caption_dropout > 1)
       throw Error("--caption-dropout must be in [0, 1]");
+    if (f->textured) f->options.scenes = world::with_textured_backgrounds(f->options.scenes);
+    if (!f->buckets.empty()) f->options.buckets = world::parse_buckets(f->buckets, world::shapes_model_config(1).vae.downsample_factor());
     f->options.device = parse_device(f->device);
     f->options.fp16_output = !f->fp32;
     if (f->export_only && f->vae_only) throw Error("--export-only and --vae-only: choose one");

@@ -71,7 +71,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 
 bool same_background(const world::Background& a, const world::Background& b) {
   if (a.kind != b.kind || a.color != b.color) return false;
-  return a.kind != BackgroundKind::gradient || a.color2 == b.color2;
+  return !has_second_color(a.kind) || a.color2 == b.color2;
 }
 
 double mean_pairwise_distance(const std::vector<torch::Tensor>& images) {

@@ -35,8 +35,13 @@ std::string background_phrase(const Background& bg) {
   switch (bg.kind) {
     case BackgroundKind::gradient:
       return std::string(name_of(bg.color)) + " to " + name_of(bg.color2) + " gradient";
+    case BackgroundKind::split:
+      return std::string(name_of(bg.color)) + " and " + name_of(bg.color2);
     case BackgroundKind::checkered:
-      return std::string("checkered ") + name_of(bg.color);
+    case BackgroundKind::striped:
+    case BackgroundKind::dotted:
+    case BackgroundKind::noisy:
+      return std::string(name_of(bg.kind)) + " " + name_of(bg.color);
     case BackgroundKind::solid:
       break;
   }
@@ -66,8 +71,13 @@ std::optional<Size> size_word(const std::string& w) {
 }
 
 bool is_article(const std::string& w) { return w == "a" || w == "an"; }
-bool is_checker_word(const std::string& w) {
-  return w == "checkered" || w == "checkerboard" || w == "checked";
+// The texture words of a one-color background.
+std::optional<BackgroundKind> texture_word(const std::string& w) {
+  if (w == "checkered" || w == "checkerboard" || w == "checked") return BackgroundKind::checkered;
+  if (w == "striped" || w == "stripy") return BackgroundKind::striped;
+  if (w == "dotted" || w == "spotted") return BackgroundKind::dotted;
+  if (w == "noisy" || w == "speckled") return BackgroundKind::noisy;
+  return std::nullopt;
 }
 
 class CaptionParser {
@@ -127,7 +137,7 @@ class CaptionParser {
     fail("unknown word '" + word +
          "' (known: a/an, small/large, the colors, plain/striped/dotted, the shapes, positions "
          "like 'at the top left', 'on a blue background', 'on a red to blue gradient "
-         "background', 'on a checkered gray background')");
+         "background', 'on a checkered|striped|dotted|noisy gray background', 'on a red and blue background')");
   }
 
   Object parse_object() {
@@ -214,31 +224,44 @@ class CaptionParser {
     if (pos_ >= tokens_.size()) fail("a background phrase must end with 'background'");
     ++pos_;
     std::vector<Color> colors;
-    bool gradient = false, checkered = false, to = false;
+    std::optional<BackgroundKind> texture;
+    bool gradient = false, to = false, split = false;
     for (const std::string& w : words) {
       if (auto c = color_word(w)) {
         colors.push_back(*c);
       } else if (w == "gradient") {
         gradient = true;
-      } else if (is_checker_word(w)) {
-        checkered = true;
+      } else if (auto t = texture_word(w)) {
+        if (texture && *texture != *t) fail(std::string("a background both ") + name_of(*texture) + " and " + name_of(*t));
+        texture = t;
       } else if (w == "to") {
         to = true;
+      } else if (w == "and" || w == "split") {
+        split = true;
       } else if (w != "solid" && w != "plain") {
         unknown(w);
       }
     }
-    if (gradient && checkered) fail("a background can't be both gradient and checkered");
+    if (texture && (gradient || split))
+      fail(std::string("a ") + name_of(*texture) + " background has one color ('on a " + name_of(*texture) +
+           " gray background')");
     if (gradient) {
-      if (colors.size() != 2 || !to) fail("a gradient background needs 'COLOR to COLOR gradient'");
+      if (colors.size() != 2 || !to || split) fail("a gradient background needs 'COLOR to COLOR gradient'");
       bg.kind = BackgroundKind::gradient;
       bg.color = colors[0];
       bg.color2 = colors[1];
       return bg;
     }
     if (to) fail("'to' in a background that is not a gradient");
-    if (colors.size() != 1) fail("a solid or checkered background needs exactly one color");
-    bg.kind = checkered ? BackgroundKind::checkered : BackgroundKind::solid;
+    if (split) {
+      if (colors.size() != 2) fail("a split background needs 'COLOR and COLOR' (left half, right half)");
+      bg.kind = BackgroundKind::split;
+      bg.color = colors[0];
+      bg.color2 = colors[1];
+      return bg;
+    }
+    if (colors.size() != 1) fail("a solid or textured background needs exactly one color");
+    bg.kind = texture.value_or(BackgroundKind::solid);
     bg.color = bg.color2 = colors[0];
     return bg;
   }

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
 #include "world/judge_internal.h"
+#include "world/render.h"
 
 namespace sine::world {
 namespace judge_detail {
@@ -112,39 +114,44 @@ float median(std::vector<float> v) {
 
 struct BackgroundModel {
   BackgroundFit fit;
-  bool checkered = false;
+  // Two-tone backgrounds (textures and splits): every pixel takes tone_a, tone_b or, at a cell
+  // edge, a blend. `layout` says where (kind and, for a split, which tone is left); a noisy
+  // background's cells are unknown, so there each pixel's own blend is read off the image.
+  bool two_tone = false;
+  Background layout;
   std::array<Vec3, 3> coef{};  // solid/gradient: rgb = coef[0] + coef[1] * y + coef[2] * x (normalized)
-  Lab tone_a{}, tone_b{};      // checkered: the two cell tones
+  Lab tone_a{}, tone_b{};
   Vec3 tone_a_rgb{}, tone_b_rgb{};
 
-  // sRGB of the background at every pixel; a checker's cells are blended by their share of
-  // the pixel, as the renderer draws them.
+  // sRGB of the background at every pixel; two tones are blended by their share of the pixel,
+  // as the renderer draws them.
   std::vector<Vec3> colors(const Image& img) const {
     std::vector<Vec3> out(img.h * img.w);
-    const double cell = kCheckerCell * std::min(img.h, img.w);
-    // Length of [0, s) that falls in even-numbered cells.
-    auto even_length = [cell](double s) {
-      const double q = std::floor(s / cell), r = s - q * cell;
-      return std::ceil(q / 2) * cell + (static_cast<int64_t>(q) % 2 == 0 ? r : 0.0);
-    };
+    const int ss = supersampling_for(img.h, img.w);
     for (int64_t y = 0; y < img.h; ++y) {
-      const double ey = even_length(y + 1.0) - even_length(static_cast<double>(y));
       for (int64_t x = 0; x < img.w; ++x) {
-        if (!checkered) {
-          out[y * img.w + x] = at(img, y, x);
+        const int64_t i = y * img.w + x;
+        if (!two_tone) {
+          out[i] = at(img, y, x);
           continue;
         }
-        const double ex = even_length(x + 1.0) - even_length(static_cast<double>(x));
-        const float share_a = static_cast<float>(ex * ey + (1 - ex) * (1 - ey));
-        for (int c = 0; c < 3; ++c)
-          out[y * img.w + x][c] = share_a * tone_a_rgb[c] + (1 - share_a) * tone_b_rgb[c];
+        float share_b = 0;
+        if (layout.kind == BackgroundKind::noisy) {
+          share_b = project(img.lab[i], tone_a, tone_b).first;
+        } else {
+          for (int a = 0; a < ss; ++a)
+            for (int b = 0; b < ss; ++b)
+              share_b += background_share(layout, x + (b + 0.5f) / ss, y + (a + 0.5f) / ss, img.h, img.w);
+          share_b /= static_cast<float>(ss * ss);
+        }
+        for (int c = 0; c < 3; ++c) out[i][c] = (1 - share_b) * tone_a_rgb[c] + share_b * tone_b_rgb[c];
       }
     }
     return out;
   }
 
-  // CIE76 distance of every pixel to the background: to the modeled color, or for a checker
-  // to the segment between its tones (cell edges blend them).
+  // CIE76 distance of every pixel to the background: to the modeled color, or for two tones
+  // to the segment between them (edges blend them).
   std::vector<float> distances(const Image& img) const {
     std::vector<float> d(img.h * img.w);
     bool flat_rows = true;  // one color per row: convert it to Lab once
@@ -153,7 +160,7 @@ struct BackgroundModel {
       const Lab row = lab_of_vec(at(img, y, img.w / 2));
       for (int64_t x = 0; x < img.w; ++x) {
         const int64_t i = y * img.w + x;
-        d[i] = checkered  ? project(img.lab[i], tone_a, tone_b).second
+        d[i] = two_tone   ? project(img.lab[i], tone_a, tone_b).second
                : flat_rows ? delta_e(img.lab[i], row)
                            : delta_e(img.lab[i], lab_of_vec(at(img, y, x)));
       }
@@ -244,55 +251,130 @@ BackgroundModel fit_linear_background(const Image& img, const std::vector<int64_
   return best;
 }
 
-BackgroundModel fit_checker_background(const Image& img, const std::vector<int64_t>& border) {
-  const float cell = kCheckerCell * std::min(img.h, img.w);
+Vec3 channel_medians(const Image& img, const std::vector<int64_t>& pixels) {
+  Vec3 out{};
+  for (int c = 0; c < 3; ++c) {
+    std::vector<float> v;
+    for (int64_t i : pixels) v.push_back(img.rgb[i][c]);
+    out[c] = median(v);
+  }
+  return out;
+}
+
+BackgroundModel two_tone_model(const Background& layout, const Vec3& a, const Vec3& b) {
+  BackgroundModel m;
+  m.two_tone = true;
+  m.layout = layout;
+  m.tone_a_rgb = a, m.tone_b_rgb = b;
+  m.tone_a = lab_of_vec(a), m.tone_b = lab_of_vec(b);
+  return m;
+}
+
+// A two-tone background with a known layout: the border pixels wholly inside one tone's cells
+// (not blended at an edge) give each tone as a median; the score is the share of them it explains.
+BackgroundModel fit_layout_background(const Image& img, const std::vector<int64_t>& border, BackgroundKind kind) {
+  Background layout;
+  layout.kind = kind;
+  const int ss = supersampling_for(img.h, img.w);
   std::array<std::vector<int64_t>, 2> classes;
   for (int64_t i : border) {
-    float fx = (i % img.w + 0.5f) / cell, fy = (i / img.w + 0.5f) / cell;
-    float edge = std::min(std::abs(fx - std::round(fx)), std::abs(fy - std::round(fy))) * cell;
-    if (edge < 1.5f) continue;  // blends of both tones near a cell edge
-    classes[static_cast<int64_t>(std::floor(fx) + std::floor(fy)) & 1].push_back(i);
+    const int64_t y = i / img.w, x = i % img.w;
+    float share = 0;
+    for (int a = 0; a < ss; ++a)
+      for (int b = 0; b < ss; ++b) share += background_share(layout, x + (b + 0.5f) / ss, y + (a + 0.5f) / ss, img.h, img.w);
+    share /= static_cast<float>(ss * ss);
+    // Cell edges, and a blurry image's pixels next to them, blend both tones.
+    bool pure = share == 0.0f || share == 1.0f;
+    for (int64_t dy = -1; dy <= 1 && pure; ++dy)
+      for (int64_t dx = -1; dx <= 1 && pure; ++dx)
+        pure = background_share(layout, x + 0.5f + dx, y + 0.5f + dy, img.h, img.w) == share;
+    if (pure) classes[share > 0.5f ? 1 : 0].push_back(i);
   }
-  BackgroundModel m;
-  m.checkered = true;
-  if (classes[0].empty() || classes[1].empty()) return m;
-  std::array<Vec3, 2> tones{};
+  if (classes[0].empty() || classes[1].empty()) return {};
+  BackgroundModel m = two_tone_model(layout, channel_medians(img, classes[0]), channel_medians(img, classes[1]));
   size_t explained = 0;
-  for (int k = 0; k < 2; ++k) {
-    for (int c = 0; c < 3; ++c) {
-      std::vector<float> v;
-      for (int64_t i : classes[k]) v.push_back(img.rgb[i][c]);
-      tones[k][c] = median(v);
-    }
-    for (int64_t i : classes[k]) explained += rgb_distance(img.rgb[i], tones[k]) < kBorderInlier;
-  }
-  m.tone_a = lab_of_vec(tones[0]);
-  m.tone_b = lab_of_vec(tones[1]);
-  m.tone_a_rgb = tones[0];
-  m.tone_b_rgb = tones[1];
+  for (int64_t i : classes[0]) explained += rgb_distance(img.rgb[i], m.tone_a_rgb) < kBorderInlier;
+  for (int64_t i : classes[1]) explained += rgb_distance(img.rgb[i], m.tone_b_rgb) < kBorderInlier;
   m.fit.border_explained = static_cast<float>(explained) / (classes[0].size() + classes[1].size());
   return m;
+}
+
+// A two-tone background with unknown cells (noisy): its tones start as the palette pair (a color
+// and its checker tone) that explains most of the border, then follow the medians of the border
+// pixels near each (objects, far from both, take no part).
+BackgroundModel fit_noisy_background(const Image& img, const std::vector<int64_t>& border) {
+  auto assign = [&](const Vec3& a, const Vec3& b, std::array<std::vector<int64_t>, 2>& classes) {
+    classes = {};
+    for (int64_t i : border) {
+      const float da = rgb_distance(img.rgb[i], a), db = rgb_distance(img.rgb[i], b);
+      if (std::min(da, db) < kBorderInlier) classes[da <= db ? 0 : 1].push_back(i);
+    }
+    return classes[0].size() + classes[1].size();
+  };
+  auto to_vec = [](const Rgb& rgb) { return Vec3{float(rgb[0]), float(rgb[1]), float(rgb[2])}; };
+  std::array<std::vector<int64_t>, 2> classes;
+  Vec3 a{}, b{};
+  size_t best = 0;
+  for (int k = 0; k < kColorCount; ++k) {
+    const Color c = static_cast<Color>(k);
+    const Vec3 ca = to_vec(rgb_of(c)), cb = to_vec(checker_tone(c));
+    if (size_t n = assign(ca, cb, classes); n > best) best = n, a = ca, b = cb;
+  }
+  if (best == 0) return {};
+  for (int round = 0; round < 3; ++round) {
+    assign(a, b, classes);
+    if (classes[0].empty() || classes[1].empty()) return {};
+    a = channel_medians(img, classes[0]), b = channel_medians(img, classes[1]);
+  }
+  BackgroundModel m = two_tone_model(Background{BackgroundKind::noisy}, a, b);
+  m.fit.border_explained = static_cast<float>(assign(a, b, classes)) / border.size();
+  // Each tone must cover a fair part of the border: a few object pixels are not a second tone.
+  if (std::min(classes[0].size(), classes[1].size()) < border.size() / 8) m.fit.border_explained = 0;
+  return m;
+}
+
+// Names a two-tone fit: a split's tones are two palette colors (left, right); a texture's are a
+// palette color and its checker tone, either one in either cell (a model's output needn't keep
+// the phase).
+void name_two_tone(BackgroundModel& m) {
+  Background& bg = m.fit.background;
+  bg = m.layout;
+  if (bg.kind == BackgroundKind::split) {
+    auto [left, d_left] = nearest_color(m.tone_a);
+    auto [right, d_right] = nearest_color(m.tone_b);
+    bg.color = left, bg.color2 = right;
+    m.fit.color_distance = std::max(d_left, d_right);
+    return;
+  }
+  float best = 1e9f;
+  for (int i = 0; i < kColorCount; ++i) {
+    Color c = static_cast<Color>(i);
+    Lab base = lab_of_color(c), tone = lab_of(checker_tone(c));
+    float d = std::min(delta_e(m.tone_a, base) + delta_e(m.tone_b, tone), delta_e(m.tone_b, base) + delta_e(m.tone_a, tone));
+    if (d < best) best = d, bg.color = bg.color2 = c;
+  }
+  m.fit.color_distance = best / 2;
 }
 
 BackgroundModel fit_background(const Image& img) {
   const auto border = border_pixels(img);
   BackgroundModel linear = fit_linear_background(img, border);
-  BackgroundModel checker = fit_checker_background(img, border);
-  Background& bg = checker.fit.background;
-  if (checker.fit.border_explained > linear.fit.border_explained + 0.1f &&
-      delta_e(checker.tone_a, checker.tone_b) > 6.0f) {
-    // Either cell may carry the base color (a model's output needn't keep the phase).
-    float best = 1e9f;
-    for (int i = 0; i < kColorCount; ++i) {
-      Color c = static_cast<Color>(i);
-      Lab base = lab_of_color(c), tone = lab_of(checker_tone(c));
-      float d = std::min(delta_e(checker.tone_a, base) + delta_e(checker.tone_b, tone),
-                         delta_e(checker.tone_b, base) + delta_e(checker.tone_a, tone));
-      if (d < best) best = d, bg.color = bg.color2 = c;
-    }
-    bg.kind = BackgroundKind::checkered;
-    checker.fit.color_distance = best / 2;
-    return checker;
+  // Two tones win over a linear fit when they explain clearly more of the border; a known
+  // layout wins over noise unless noise explains clearly more (noise fits any two-tone image).
+  std::optional<BackgroundModel> two_tone;
+  for (BackgroundKind kind : {BackgroundKind::checkered, BackgroundKind::striped, BackgroundKind::dotted,
+                              BackgroundKind::split}) {
+    BackgroundModel m = fit_layout_background(img, border, kind);
+    if (!m.two_tone) continue;
+    if (!two_tone || m.fit.border_explained > two_tone->fit.border_explained) two_tone = m;
+  }
+  BackgroundModel noisy = fit_noisy_background(img, border);
+  if (noisy.two_tone && (!two_tone || noisy.fit.border_explained > two_tone->fit.border_explained + 0.15f))
+    two_tone = noisy;
+  if (two_tone && two_tone->fit.border_explained > linear.fit.border_explained + 0.1f &&
+      delta_e(two_tone->tone_a, two_tone->tone_b) > 6.0f) {
+    name_two_tone(*two_tone);
+    return *two_tone;
   }
   Background& lbg = linear.fit.background;
   // The gradient runs between the top and bottom edges, half a row beyond the pixel centers.

@@ -75,6 +75,7 @@ std::string object_words(const Object& o) {
 std::string background_words(const Background& bg) {
   std::string s = std::string(name_of(bg.kind)) + " " + name_of(bg.color);
   if (bg.kind == BackgroundKind::gradient) s += std::string(" to ") + name_of(bg.color2);
+  if (bg.kind == BackgroundKind::split) s += std::string(" and ") + name_of(bg.color2);
   return s;
 }
 
@@ -88,8 +89,7 @@ Verdict compare(const Scene& found, const Scene& expected) {
     const Background &e = expected.background, &f = found.background;
     v.background_kind_ok = e.kind == f.kind;
     v.background_color_ok =
-        e.color == f.color && (e.kind != BackgroundKind::gradient || f.kind != BackgroundKind::gradient ||
-                               e.color2 == f.color2);
+        e.color == f.color && (!has_second_color(e.kind) || e.kind != f.kind || e.color2 == f.color2);
   }
   v.count_ok = found.objects.size() == expected.objects.size();
   const size_t ne = expected.objects.size(), nf = found.objects.size();

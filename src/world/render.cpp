@@ -84,11 +84,6 @@ constexpr float kSquareHalf = 0.44f;
 constexpr float kRingInner = 0.28f;
 constexpr float kCrossHalfWidth = 0.17f;
 
-int supersampling_for(int64_t height, int64_t width) {
-  int64_t side = std::min(height, width);
-  return side <= 160 ? 4 : side <= 384 ? 3 : 2;
-}
-
 struct PlacedObject {
   const Object* object;
   float cx, cy, size;          // pixels
@@ -132,7 +127,54 @@ void check_size(int64_t height, int64_t width) {
                 " is outside 8..8192 pixels per side");
 }
 
+// A 32-bit mix of the noise seed and a cell's coordinates (a murmur3 finalizer).
+uint32_t cell_hash(uint32_t seed, int64_t cx, int64_t cy) {
+  uint32_t h = seed ^ (static_cast<uint32_t>(cx) * 0x9E3779B1u) ^ (static_cast<uint32_t>(cy) * 0x85EBCA77u);
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+
 }  // namespace
+
+int supersampling_for(int64_t height, int64_t width) {
+  int64_t side = std::min(height, width);
+  return side <= 160 ? 4 : side <= 384 ? 3 : 2;
+}
+
+float background_share(const Background& bg, float x, float y, int64_t height, int64_t width) {
+  const float side = static_cast<float>(std::min(height, width));
+  switch (bg.kind) {
+    case BackgroundKind::solid:
+      return 0.0f;
+    case BackgroundKind::gradient:
+      return y / static_cast<float>(height);
+    case BackgroundKind::checkered: {
+      const float cell = kCheckerCell * side;
+      return (static_cast<int64_t>(std::floor(x / cell) + std::floor(y / cell)) & 1) ? 1.0f : 0.0f;
+    }
+    case BackgroundKind::striped: {
+      const float u = x / (kBackgroundStripePeriod * side);
+      return u - std::floor(u) >= 0.5f ? 1.0f : 0.0f;
+    }
+    case BackgroundKind::dotted: {
+      const float u = x / (kBackgroundDotPeriod * side), v = y / (kBackgroundDotPeriod * side);
+      const float du = u - std::round(u), dv = v - std::round(v);  // dots on the grid's corners
+      return du * du + dv * dv < kBackgroundDotRadius * kBackgroundDotRadius ? 1.0f : 0.0f;
+    }
+    case BackgroundKind::noisy: {
+      const float cell = kCheckerCell * side;
+      return (cell_hash(bg.noise_seed, static_cast<int64_t>(std::floor(x / cell)),
+                        static_cast<int64_t>(std::floor(y / cell))) >> 7) & 1 ? 1.0f : 0.0f;
+    }
+    case BackgroundKind::split:
+      return x >= 0.5f * static_cast<float>(width) ? 1.0f : 0.0f;
+  }
+  return 0.0f;
+}
 
 bool shape_contains(Shape shape, float u, float v) {
   if (std::abs(u) > 0.5f || std::abs(v) > 0.5f) return false;
@@ -205,10 +247,7 @@ torch::Tensor render_scene(const Scene& scene, int64_t height, int64_t width) {
   const auto placed = place_objects(scene, height, width);
   const Background& bg = scene.background;
   const Rgb c1 = rgb_of(bg.color);
-  const Rgb c2 = bg.kind == BackgroundKind::gradient    ? rgb_of(bg.color2)
-                 : bg.kind == BackgroundKind::checkered ? checker_tone(bg.color)
-                                                        : c1;
-  const float cell = kCheckerCell * side;
+  const Rgb c2 = has_second_color(bg.kind) ? rgb_of(bg.color2) : is_textured(bg.kind) ? checker_tone(bg.color) : c1;
 
   auto image = torch::empty({height, width, 3}, torch::kUInt8);
   uint8_t* px = image.data_ptr<uint8_t>();
@@ -231,13 +270,7 @@ torch::Tensor render_scene(const Scene& scene, int64_t height, int64_t width) {
             for (int k = 0; k < 3; ++k) sum[k] += c[k];
             continue;
           }
-          float t = 0;
-          if (bg.kind == BackgroundKind::gradient) {
-            t = y / height;
-          } else if (bg.kind == BackgroundKind::checkered) {
-            auto parity = static_cast<int64_t>(std::floor(x / cell) + std::floor(y / cell));
-            t = (parity & 1) ? 1.0f : 0.0f;
-          }
+          const float t = background_share(bg, x, y, height, width);
           for (int k = 0; k < 3; ++k) sum[k] += c1[k] + (c2[k] - c1[k]) * t;
         }
       }

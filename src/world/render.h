@@ -15,6 +15,13 @@ torch::Tensor render_scene(const Scene& scene, int64_t height, int64_t width);
 // (drawn and not covered by a later object).
 torch::Tensor render_object_mask(const Scene& scene, size_t object_index, int64_t height, int64_t width);
 
+// Where a background takes its second color at the point (x, y) of a height x width canvas, in
+// pixel units: 0 (color) or 1 (color2, or checker_tone(color) for a textured kind); a gradient
+// returns its blend y / height. Shared by the renderer and the judge.
+float background_share(const Background& background, float x, float y, int64_t height, int64_t width);
+// Samples per pixel side the renderer uses at this size (the judge mirrors it).
+int supersampling_for(int64_t height, int64_t width);
+
 // Shape geometry in its unit box: u, v in [-0.5, 0.5], v pointing down. Every shape is centered
 // on its bounding box, and the box's longer side is 1 (the square is drawn at 0.88 to look
 // balanced next to the round shapes).

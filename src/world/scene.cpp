@@ -51,9 +51,7 @@ float lab_f(float t) {
 std::vector<std::array<float, 3>> background_labs(const Background& bg) {
   std::vector<std::array<float, 3>> labs;
   Rgb a = rgb_of(bg.color);
-  Rgb b = bg.kind == BackgroundKind::gradient    ? rgb_of(bg.color2)
-          : bg.kind == BackgroundKind::checkered ? checker_tone(bg.color)
-                                                 : a;
+  Rgb b = has_second_color(bg.kind) ? rgb_of(bg.color2) : is_textured(bg.kind) ? checker_tone(bg.color) : a;
   const int steps = bg.kind == BackgroundKind::solid ? 1 : 16;
   for (int i = 0; i <= steps; ++i) labs.push_back(lab_of(mix(a, b, static_cast<float>(i) / steps)));
   return labs;
@@ -82,13 +80,24 @@ Background sample_background(std::mt19937_64& rng, const SceneSampling& opts,
                              const std::vector<Color>& colors) {
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   Background bg;
-  float r = u(rng);
-  bg.kind = r < opts.p_gradient                     ? BackgroundKind::gradient
-            : r < opts.p_gradient + opts.p_checkered ? BackgroundKind::checkered
-                                                     : BackgroundKind::solid;
+  const float r = u(rng);
+  const std::pair<BackgroundKind, float> kinds[] = {
+      {BackgroundKind::gradient, opts.p_gradient},          {BackgroundKind::checkered, opts.p_checkered},
+      {BackgroundKind::striped, opts.p_striped_background}, {BackgroundKind::dotted, opts.p_dotted_background},
+      {BackgroundKind::noisy, opts.p_noisy_background},     {BackgroundKind::split, opts.p_split_background}};
+  float cumulative = 0;
+  bg.kind = BackgroundKind::solid;
+  for (const auto& [kind, p] : kinds) {
+    cumulative += p;
+    if (r < cumulative) {
+      bg.kind = kind;
+      break;
+    }
+  }
   bg.color = pick(rng, colors);
   bg.color2 = bg.color;
-  if (bg.kind == BackgroundKind::gradient) {
+  if (bg.kind == BackgroundKind::noisy) bg.noise_seed = static_cast<uint32_t>(rng());
+  if (has_second_color(bg.kind)) {
     std::vector<Color> others;
     for (Color c : colors)
       if (delta_e(lab_of(rgb_of(c)), lab_of(rgb_of(bg.color))) >= kMinGradientSpan) others.push_back(c);
@@ -151,7 +160,68 @@ void place(std::mt19937_64& rng, const SceneSampling& opts, std::vector<Object>&
   }
 }
 
+// Normalized center range that keeps an object of half-extent `half` (min-side units) inside a
+// canvas axis `span` min-side units long, with a small frame margin.
+std::pair<float, float> caption_center_range(float half, float span) {
+  constexpr float kFrame = 0.01f;
+  return {(half + kFrame) / span, 1.0f - (half + kFrame) / span};
+}
+
+bool overlaps(const Object& a, const Object& b, float span_x, float span_y) {
+  constexpr float kGap = 0.02f;  // objects must not touch, or the judge sees one blob
+  const float reach = (extent_of(a.size) + extent_of(b.size)) / 2 + kGap;
+  return std::abs(a.cx - b.cx) * span_x < reach && std::abs(a.cy - b.cy) * span_y < reach;
+}
+
 }  // namespace
+
+Scene lay_out_caption_scene(Scene scene, float aspect) {
+  const float span_x = aspect / std::min(aspect, 1.0f), span_y = 1.0f / std::min(aspect, 1.0f);
+  auto clamp_inside = [&](Object& o) {
+    const float half = extent_of(o.size) / 2;
+    auto [x0, x1] = caption_center_range(half, span_x);
+    auto [y0, y1] = caption_center_range(half, span_y);
+    o.cx = std::clamp(o.cx, x0, std::max(x0, x1));
+    o.cy = std::clamp(o.cy, y0, std::max(y0, y1));
+  };
+  std::vector<Object*> placed;
+  for (Object& o : scene.objects)
+    if (o.grid_cell >= 0) {
+      clamp_inside(o);
+      placed.push_back(&o);
+    }
+  static constexpr int kCornersFirst[] = {0, 8, 2, 6, 4, 1, 7, 3, 5};
+  static constexpr int kCenterFirst[] = {4, 0, 8, 2, 6, 1, 7, 3, 5};
+  const int* preference = scene.objects.size() == 1 ? kCenterFirst : kCornersFirst;
+  for (Object& o : scene.objects) {
+    if (o.grid_cell >= 0) continue;
+    bool found = false;
+    for (int k = 0; k < kGridCells; ++k) {
+      const int cell = preference[k];
+      o.cx = kGridCenters[cell % 3];
+      o.cy = kGridCenters[cell / 3];
+      clamp_inside(o);
+      bool free = true;
+      for (const Object* p : placed) free = free && !overlaps(o, *p, span_x, span_y);
+      if (free) {
+        o.grid_cell = cell;
+        found = true;
+        break;
+      }
+    }
+    if (!found) throw Error("caption: the objects don't fit side by side; state their positions");
+    placed.push_back(&o);
+  }
+  return scene;
+}
+
+
+SceneSampling with_textured_backgrounds(SceneSampling sampling) {
+  sampling.p_gradient = 0.2f;
+  sampling.p_checkered = sampling.p_striped_background = sampling.p_dotted_background = 0.1f;
+  sampling.p_noisy_background = sampling.p_split_background = 0.1f;
+  return sampling;
+}
 
 int grid_cell_of(float cx, float cy) {
   int col = std::clamp(static_cast<int>(std::floor(cx * 3)), 0, 2);
@@ -262,7 +332,7 @@ const char* name_of(Pattern pattern) {
 const char* name_of(Size size) { return size == Size::small ? "small" : "large"; }
 
 const char* name_of(BackgroundKind kind) {
-  static const char* names[] = {"solid", "gradient", "checkered"};
+  static const char* names[] = {"solid", "gradient", "checkered", "striped", "dotted", "noisy", "split"};
   return names[static_cast<int>(kind)];
 }
 
@@ -289,7 +359,7 @@ nlohmann::json to_json(const Scene& scene) {
   if (scene.background_stated) {
     const Background& bg = scene.background;
     j["background"] = {{"kind", name_of(bg.kind)}, {"color", name_of(bg.color)}};
-    if (bg.kind == BackgroundKind::gradient) j["background"]["color2"] = name_of(bg.color2);
+    if (has_second_color(bg.kind)) j["background"]["color2"] = name_of(bg.color2);
   }
   return j;
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "core/error.h"
 #include "diffusion/noise_schedule.h"
@@ -85,17 +86,36 @@ ModelConfig shapes_model_config(int64_t vocab_size) {
   return c;
 }
 
-SceneBatch render_batch(const std::vector<uint64_t>& seeds, int64_t image_size, const SceneSampling& sampling) {
+SceneBatch render_batch(const std::vector<uint64_t>& seeds, int64_t height, int64_t width, SceneSampling sampling) {
+  sampling.aspect = static_cast<float>(width) / static_cast<float>(height);
   SceneBatch batch;
   std::vector<torch::Tensor> images;
   for (uint64_t seed : seeds) {
     std::mt19937_64 rng(seed);
     Scene scene = sample_scene(rng, sampling);
     batch.captions.push_back(caption(scene));
-    images.push_back(to_model_input(render_scene(scene, image_size, image_size)));
+    images.push_back(to_model_input(render_scene(scene, height, width)));
   }
   batch.images = torch::cat(images);
   return batch;
+}
+
+std::vector<std::pair<int64_t, int64_t>> parse_buckets(const std::string& text, int64_t factor) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    long long w = 0, h = 0;
+    char x = 0, rest = 0;
+    if (std::sscanf(item.c_str(), " %lld %c %lld %c", &w, &x, &h, &rest) != 3 || (x != 'x' && x != 'X'))
+      throw Error("--buckets: '" + item + "' is not WIDTHxHEIGHT (e.g. 64x64,128x64)");
+    if (w < factor || h < factor || w % factor || h % factor || w > 1024 || h > 1024)
+      throw Error("--buckets: " + item + " must have sides that are multiples of " + std::to_string(factor) +
+                  " between " + std::to_string(factor) + " and 1024");
+    out.emplace_back(h, w);
+  }
+  if (out.empty()) throw Error("--buckets: no bucket given");
+  return out;
 }
 
 std::vector<uint64_t> eval_seeds(int64_t count, uint64_t offset) {
@@ -167,8 +187,14 @@ torch::Tensor ShapesWorldTrainer::vae_loss(torch::Generator& gen) {
 }
 
 torch::Tensor ShapesWorldTrainer::diffusion_loss(torch::Generator& gen) {
-  const int64_t b = options_.diffusion.batch;
-  SceneBatch batch = render_batch(draw_seeds(b, gen), options_.image_size, options_.scenes);
+  int64_t b = options_.diffusion.batch, height = options_.image_size, width = options_.image_size;
+  if (!options_.buckets.empty()) {
+    const auto& buckets = options_.buckets;
+    std::tie(height, width) = buckets[torch::randint(0, static_cast<int64_t>(buckets.size()), {1}, gen).item<int64_t>()];
+    const double base = static_cast<double>(options_.image_size * options_.image_size);
+    b = std::max<int64_t>(1, std::llround(static_cast<double>(b) * base / static_cast<double>(height * width)));
+  }
+  SceneBatch batch = render_batch(draw_seeds(b, gen), height, width, options_.scenes);
   torch::Tensor dropped = torch::rand({b}, gen, torch::kFloat32) < options_.caption_dropout;
   for (int64_t i = 0; i < b; ++i)
     if (dropped[i].item<bool>()) batch.captions[i] = "";
@@ -310,6 +336,10 @@ void ShapesWorldTrainer::save_model(const std::string& path) {
   nlohmann::json training = {
       {"seed", options_.seed},
       {"image_size", options_.image_size},
+      {"buckets", options_.buckets},
+      {"backgrounds", {{"gradient", options_.scenes.p_gradient}, {"checkered", options_.scenes.p_checkered},
+                       {"striped", options_.scenes.p_striped_background}, {"dotted", options_.scenes.p_dotted_background},
+                       {"noisy", options_.scenes.p_noisy_background}, {"split", options_.scenes.p_split_background}}},
       {"vae", {{"steps", vae_trainer().step()}, {"batch", options_.vae.batch}, {"lr", options_.vae.lr},
                {"kl_weight", options_.kl_weight}}},
       {"diffusion", {{"steps", diffusion_->step()}, {"batch", options_.diffusion.batch},

@@ -38,6 +38,11 @@ struct WorldTrainOptions {
   uint64_t seed = 0;
   int64_t image_size = 64;
   SceneSampling scenes;
+  // Canvas buckets of the text encoder + UNet stage (height, width); empty: image_size square.
+  // Each step draws one bucket and renders scenes laid out for its aspect; the batch shrinks with
+  // the canvas (batch * image_size^2 / (height * width), at least 1) so every step costs about
+  // the same. The VAE stage always trains at image_size.
+  std::vector<std::pair<int64_t, int64_t>> buckets;
 
   int64_t tokenizer_captions = 20000;
   int64_t bpe_merges = 2000;  // an upper bound: BPE stops once every caption word is one token
@@ -66,8 +71,15 @@ struct SceneBatch {
   torch::Tensor images;
   std::vector<std::string> captions;
 };
-// Renders the scenes seeded by `seeds` (each seeds its own std::mt19937_64).
-SceneBatch render_batch(const std::vector<uint64_t>& seeds, int64_t image_size, const SceneSampling& sampling);
+// Renders the scenes seeded by `seeds` (each seeds its own std::mt19937_64), laid out for a
+// height x width canvas (sampling.aspect is set from it).
+SceneBatch render_batch(const std::vector<uint64_t>& seeds, int64_t height, int64_t width, SceneSampling sampling);
+inline SceneBatch render_batch(const std::vector<uint64_t>& seeds, int64_t image_size, const SceneSampling& sampling) {
+  return render_batch(seeds, image_size, image_size, sampling);
+}
+// "64x64,128x64" (WIDTHxHEIGHT, like -W/-H) -> (height, width) pairs; each side a positive
+// multiple of `factor`.
+std::vector<std::pair<int64_t, int64_t>> parse_buckets(const std::string& text, int64_t factor);
 // Seeds of the held-out evaluation scenes: at or above 2^63, where training draws never land.
 std::vector<uint64_t> eval_seeds(int64_t count, uint64_t offset = 0);
 

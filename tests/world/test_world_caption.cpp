@@ -27,7 +27,7 @@ void expect_same(const Scene& a, const Scene& b) {
   EXPECT_EQ(a.background_stated, b.background_stated);
   EXPECT_EQ(a.background.kind, b.background.kind);
   EXPECT_EQ(a.background.color, b.background.color);
-  if (a.background.kind == BackgroundKind::gradient) {
+  if (has_second_color(a.background.kind)) {
     EXPECT_EQ(a.background.color2, b.background.color2);
   }
 }
@@ -65,12 +65,33 @@ TEST(WorldCaption, FollowsTheConvention) {
   }
 }
 
+TEST(WorldCaption, TexturedAndSplitBackgrounds) {
+  Scene s;
+  s.objects = {make(Shape::heart, Color::red, Pattern::plain, Size::large, 4)};
+  const std::pair<Background, const char*> cases[] = {
+      {{BackgroundKind::striped, Color::blue, Color::blue}, "a red heart in the center on a striped blue background"},
+      {{BackgroundKind::dotted, Color::gray, Color::gray}, "a red heart in the center on a dotted gray background"},
+      {{BackgroundKind::noisy, Color::yellow, Color::yellow, 7}, "a red heart in the center on a noisy yellow background"},
+      {{BackgroundKind::split, Color::orange, Color::blue}, "a red heart in the center on an orange and blue background"},
+  };
+  for (const auto& [bg, text] : cases) {
+    s.background = bg;
+    EXPECT_EQ(caption(s), text);
+    expect_same(parse_caption(text), s);
+  }
+  EXPECT_EQ(parse_caption("a red star on a spotted blue background").background.kind, BackgroundKind::dotted);
+  EXPECT_EQ(parse_caption("a red star on a blue and white split background").background.kind, BackgroundKind::split);
+  EXPECT_THROW(parse_caption("a red star on a striped blue and white background"), sine::Error);
+  EXPECT_THROW(parse_caption("a red star on a striped dotted blue background"), sine::Error);
+  EXPECT_THROW(parse_caption("a red star on a blue and white and green background"), sine::Error);
+}
+
 TEST(WorldCaption, ParsesEveryGeneratedCaption) {
   std::mt19937_64 rng(99);
   SceneSampling free;
   free.grid_positions = false;
   for (int k = 0; k < 1000; ++k) {
-    Scene s = sample_scene(rng, k % 2 ? free : SceneSampling{});
+    Scene s = sample_scene(rng, k % 3 == 2 ? with_textured_backgrounds() : k % 3 ? free : SceneSampling{});
     const std::string text = caption(s);
     Scene parsed = parse_caption(text);
     expect_same(parsed, s);

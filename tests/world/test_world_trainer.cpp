@@ -197,3 +197,31 @@ TEST(WorldTrainer, OffsetNoiseChangesOnlyTheDiffusionStageAndIsRecorded) {
   EXPECT_TRUE(std::isfinite(eval.loss) && std::isfinite(eval.loss_empty_prompt));
   EXPECT_NE(eval.loss, eval.loss_empty_prompt);
 }
+
+TEST(WorldTrainer, BucketsTrainOnEveryCanvasAndAreRecorded) {
+  EXPECT_EQ(world::parse_buckets("64x64, 128x64,64X96", 4),
+            (std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {64, 128}, {96, 64}}));
+  EXPECT_THROW(world::parse_buckets("64x62", 4), Error);   // not a multiple of the VAE factor
+  EXPECT_THROW(world::parse_buckets("64", 4), Error);
+  EXPECT_THROW(world::parse_buckets("64x64x2", 4), Error);
+  EXPECT_THROW(world::parse_buckets("", 4), Error);
+
+  fs::path dir = temp_dir("buckets");
+  world::WorldTrainOptions o = micro_options(dir);
+  o.buckets = world::parse_buckets("16x16,32x16,16x32", 2);
+  o.scenes = world::with_textured_backgrounds();
+  world::ShapesWorldTrainer t(o);
+  t.train_vae();
+  t.train_diffusion();
+  t.save_model(o.output);
+  for (double loss : t.diffusion_trainer().loss_history()) EXPECT_TRUE(std::isfinite(loss));
+  const auto training = nlohmann::json::parse(load_checkpoint(o.output).metadata.at("sine.training"));
+  EXPECT_EQ(training["buckets"].size(), 3u);
+  EXPECT_EQ(training["buckets"][1][1].get<int64_t>(), 32);
+  EXPECT_GT(training["backgrounds"]["noisy"].get<double>(), 0.0);
+  fs::remove_all(dir);
+
+  // A batch rendered for a wide canvas keeps its objects inside it, laid out for that aspect.
+  world::SceneBatch wide = world::render_batch({1, 2, 3}, 16, 48, world::with_textured_backgrounds());
+  EXPECT_EQ(wide.images.sizes(), (std::vector<int64_t>{3, 3, 16, 48}));
+}
