@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/sine_bench.h"
+#include "eval/sine_resize_bench.h"
 #include "io/image.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
@@ -265,6 +266,11 @@ void run_edit(EditFlags& f) {
   std::cout << f.output << "\n";
 }
 
+struct ResizeBenchFlags {
+  ModelFlags model;
+  SineResizeBenchOptions options;
+};
+
 struct BenchFlags {
   ModelFlags model;
   SineBenchOptions options;
@@ -357,6 +363,32 @@ void register_sine(CLI::App& app) {
       f->options.sweeps = !f->no_sweeps;
       f->options.resize_test = !f->no_resize;
       run_sine_bench(f->options);
+    });
+  }
+  {
+    auto f = std::make_shared<ResizeBenchFlags>();
+    auto* cmd = world_command(app)->add_subcommand(
+        "bench-sine-resize",
+        "SINE's claim at other sizes: objects duplicated / lost at 2x width, 2x height, 1.5x both, patch + grid vs whole");
+    add_model_flags(cmd, f->model);
+    auto& o = f->options;
+    cmd->add_option("--scenes", o.scenes, "source scenes (each fine-tuned whole and patch)")->capture_default_str();
+    cmd->add_option("--seed", o.seed, "seed of the scenes")->capture_default_str();
+    cmd->add_option("--whole-steps", o.whole_steps, "fine-tuning steps, whole-image mode")->capture_default_str();
+    cmd->add_option("--patch-steps", o.patch_steps, "patch-mode step counts to judge at, increasing (the last is the main row)")
+        ->delimiter(',')
+        ->capture_default_str();
+    cmd->add_option("--lr", o.lr, "fine-tuning learning rate")->capture_default_str();
+    cmd->add_option("--edit-steps", o.edit_steps, "DDIM steps per image")->capture_default_str();
+    cmd->add_option("--cfg-scale", o.scale, "guidance scale s")->capture_default_str();
+    cmd->add_option("-K,--K", o.K, "SINE's K")->capture_default_str();
+    cmd->add_option("--v", o.v, "SINE's v")->capture_default_str();
+    cmd->add_flag("--textured-backgrounds", o.textured_backgrounds, "sources from the shapes-v4 world");
+    cmd->add_option("--grid-scenes", o.grid_scenes, "scenes shown in resize.png")->capture_default_str();
+    cmd->add_option("-o,--output", o.output_dir, "output folder (results.json, resize.png)")->capture_default_str();
+    on_run(cmd, [f] {
+      f->options.model = load_options(f->model);
+      run_sine_resize_bench(f->options);
     });
   }
 }

@@ -28,13 +28,6 @@ bool ends_with_png(const std::string& path) {
   return path.size() > 4 && path.compare(path.size() - 4, 4, ".png") == 0;
 }
 
-void write_text_file(const std::string& path, const std::string& text) {
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out) throw Error(path + ": cannot write");
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // render
@@ -46,6 +39,7 @@ struct RenderFlags {
   std::string caption;
   std::string output = "world-scenes";
   bool masks = false;
+  bool textured = false;
 };
 
 torch::Tensor mask_image(const torch::Tensor& coverage) {
@@ -64,7 +58,7 @@ void run_render(const RenderFlags& f) {
     if (!parsed.background_stated) parsed.background = world::Background{};
     scenes.push_back(world::lay_out_caption_scene(parsed, aspect));
   } else {
-    world::SceneSampling sampling;
+    world::SceneSampling sampling = f.textured ? world::with_textured_backgrounds() : world::SceneSampling{};
     sampling.aspect = aspect;
     for (int64_t i = 0; i < f.count; ++i) {
       std::mt19937_64 rng(f.seed + static_cast<uint64_t>(i));
@@ -100,7 +94,7 @@ void run_render(const RenderFlags& f) {
     jsonl += line.dump() + "\n";
     std::cout << path << "\t" << text << "\n";
   }
-  if (!single_file) write_text_file((dir / "captions.jsonl").string(), jsonl);
+  if (!single_file) write_text_atomically((dir / "captions.jsonl").string(), jsonl);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,10 +155,10 @@ void run_eval(EvalFlags f) {
   std::vector<torch::Tensor> tiles;
   for (const torch::Tensor& image : result.grid) tiles.push_back(resize_rgb(image, image.size(0) * 3, image.size(1) * 3));
   const std::string grid_path = (fs::path(f.output) / (stem + "_grid.png")).string();
-  write_png(grid_path, make_grid(tiles, 4, (static_cast<int64_t>(tiles.size()) + 3) / 4, result.grid_labels),
+  write_png(grid_path, make_grid(tiles, 4, 4, result.grid_labels),
             {{"model", result.model}, {"mode", eval::name_of(c.mode)}});
   const std::string json_path = (fs::path(f.output) / (stem + ".json")).string();
-  write_text_file(json_path, result.to_json().dump(2) + "\n");
+  write_text_atomically(json_path, result.to_json().dump(2) + "\n");
   std::cout << grid_path << "\n" << json_path << "\n";
 }
 
@@ -184,6 +178,8 @@ void register_world(CLI::App& app) {
                      "render this caption instead of random scenes (objects without a position go on free cells)");
   render->add_option("-o,--output", r->output, "output folder, or a .png file for a single scene")->capture_default_str();
   render->add_flag("--masks", r->masks, "also write each object's coverage mask (<image>_mask<k>.png)");
+  render->add_flag("--textured-backgrounds", r->textured,
+                   "draw from the shapes-v4 world (striped, dotted, noisy and split backgrounds too)");
   on_run(render, [r] { run_render(*r); });
 
   auto j = std::make_shared<JudgeFlags>();

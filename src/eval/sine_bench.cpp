@@ -194,13 +194,6 @@ std::string fmt(double v, const char* f = "%g") {
   return buf;
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) {
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw Error(path + ": cannot write");
-  });
-}
 
 }  // namespace
 
@@ -519,7 +512,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     write_png(path, make_grid(wide_images, 4, 4, wide_labels));
     out["resize_grid"] = path;
   }
-  write_json((fs::path(o.output_dir) / "results.json").string(), out);
+  write_text_atomically((fs::path(o.output_dir) / "results.json").string(), out.dump(2) + "\n");
   std::cout << "\nwrote " << o.output_dir << "/results.json, grid.png, resize.png (" << fmt(out["seconds"].get<double>(), "%.0f")
             << " s)\n";
   return out;
