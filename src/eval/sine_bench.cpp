@@ -50,15 +50,12 @@ struct EditCase {
   int new_index = -1;  // AddObject: the added object in target.objects
 };
 
-float color_distance(world::Color a, world::Color b) {
-  return world::delta_e(world::lab_of(world::rgb_of(a)), world::lab_of(world::rgb_of(b)));
-}
 
 world::Color pick_color(std::mt19937_64& rng, const std::vector<world::Color>& avoid) {
   std::vector<world::Color> ok;
   for (int c = 0; c < world::kColorCount; ++c) {
     bool far = true;
-    for (world::Color a : avoid) far = far && color_distance(static_cast<world::Color>(c), a) > 30.0f;
+    for (world::Color a : avoid) far = far && world::color_distance(static_cast<world::Color>(c), a) > 30.0f;
     if (far) ok.push_back(static_cast<world::Color>(c));
   }
   if (ok.empty()) throw Error("bench-sine: no distinct color left for an edit");

@@ -19,6 +19,7 @@
 #include "methods/specref.h"
 #include "methods/word_alignment.h"
 #include "models/presets.h"
+#include "eval/statistics.h"
 #include "world/caption.h"
 #include "world/judge.h"
 #include "world/render.h"
@@ -40,11 +41,7 @@ struct Pair {
   std::vector<std::string> source_words, target_words;
 };
 
-float color_distance(world::Color a, world::Color b) {
-  return world::delta_e(world::lab_of(world::rgb_of(a)), world::lab_of(world::rgb_of(b)));
-}
-
-Pair make_pair_scene(uint64_t seed, int64_t size) {
+Pair make_pair_scene(uint64_t seed, int64_t size, bool textured_reference) {
   std::mt19937_64 rng(seed);
   world::SceneSampling s;
   s.min_objects = s.max_objects = 1;
@@ -55,14 +52,21 @@ Pair make_pair_scene(uint64_t seed, int64_t size) {
   p.source = world::sample_scene(rng, s);
   world::SceneSampling r = s;
   r.p_striped = r.p_dotted = 0.2f;
+  if (textured_reference) {
+    // Fig. 4's setting: a reference background a learned or copied K/V could carry along.
+    r.p_checkered = r.p_striped_background = r.p_dotted_background = r.p_noisy_background = 0.25f;
+  }
   const auto& so = p.source.objects[0];
   for (int tries = 0; tries < 200; ++tries) {
     p.reference = world::sample_scene(rng, r);
     const auto& ro = p.reference.objects[0];
+    if (world::color_distance(world::checker_tone(p.reference.background.color), p.source.background.color) < 35 &&
+        world::is_textured(p.reference.background.kind))
+      continue;
     if (ro.color == so.color || ro.shape == so.shape) continue;
     if (p.reference.background.color == p.source.background.color) continue;
-    if (color_distance(ro.color, p.source.background.color) < 35) continue;
-    if (color_distance(p.reference.background.color, p.source.background.color) < 35) continue;
+    if (world::color_distance(ro.color, p.source.background.color) < 35) continue;
+    if (world::color_distance(p.reference.background.color, p.source.background.color) < 35) continue;
     break;
   }
   const auto& ro = p.reference.objects[0];
@@ -98,17 +102,18 @@ double masked_psnr(const torch::Tensor& a_u8, const torch::Tensor& b_u8, const t
   return mse <= 0 ? 99.0 : -10.0 * std::log10(mse);
 }
 
-// Fraction of the expected object's pixels nearer the reference's background color than to the
-// reference object's, the source object's and the source background's colors (the reference
-// background leaking into the edit, Fig. 4 of the paper).
+// Fraction of the expected object's pixels nearer the reference's background (its color, and a
+// texture's second tone) than to the reference object's, the source object's and the source
+// background's colors (the reference background leaking into the edit, Fig. 4 of the paper).
 double reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
   auto img = image_u8.to(torch::kFloat32);
-  auto rgb = [](world::Color c) {
-    auto v = world::rgb_of(c);
-    return torch::tensor({float(v[0]), float(v[1]), float(v[2])});
-  };
+  auto tensor_of = [](const world::Rgb& v) { return torch::tensor({float(v[0]), float(v[1]), float(v[2])}); };
+  auto rgb = [&](world::Color c) { return tensor_of(world::rgb_of(c)); };
   auto dist = [&](world::Color c) { return (img - rgb(c)).pow(2).sum(-1); };
-  auto d_bg = dist(p.reference.background.color);
+  const world::Background& ref_bg = p.reference.background;
+  auto d_bg = dist(ref_bg.color);
+  if (world::is_textured(ref_bg.kind))
+    d_bg = torch::min(d_bg, (img - tensor_of(world::checker_tone(ref_bg.color))).pow(2).sum(-1));
   auto nearest_other = torch::min(torch::min(dist(p.reference.objects[0].color), dist(p.source.objects[0].color)),
                                   dist(p.source.background.color));
   auto region = p.target_region;
@@ -117,12 +122,18 @@ double reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
   return (d_bg.lt(nearest_other).logical_and(region)).sum().item<double>() / n;
 }
 
+// A leak counts when a tenth of the edited object's pixels take the reference's background.
+constexpr double kLeakedShare = 0.1;
+
 struct Tally {
   int64_t n = 0, pass = 0, color = 0, shape = 0, pattern = 0;
   double bg_psnr = 0, leak = 0, seconds = 0;
+  std::vector<bool> passes, leaks;  // per pair, in pair order (paired tests)
   void add(const world::Verdict& v, double psnr, double lk, double s) {
     ++n;
     pass += v.pass;
+    passes.push_back(v.pass);
+    leaks.push_back(lk >= kLeakedShare);
     if (!v.objects.empty() && v.objects[0].found >= 0) {
       color += v.objects[0].color_ok;
       shape += v.objects[0].shape_ok;
@@ -134,9 +145,12 @@ struct Tally {
   }
   nlohmann::json json() const {
     const double d = std::max<int64_t>(n, 1);
+    int64_t leaked = 0;
+    for (bool b : leaks) leaked += b;
     return {{"n", n},          {"success", pass / d},   {"color", color / d},         {"shape", shape / d},
             {"pattern", pattern / d}, {"background_psnr", bg_psnr / d}, {"reference_bg_leak", leak / d},
-            {"seconds_per_edit", seconds / d}};
+            {"seconds_per_edit", seconds / d}, {"success_interval", to_json(wilson(pass, n))},
+            {"leaked", to_json(wilson(leaked, n))}};
   }
 };
 
@@ -185,7 +199,7 @@ SpecRefBenchReport run_specref_bench(Pipeline& pipe, const SpecRefBenchOptions& 
 
   ProgressBar bar("bench-specref", o.pairs);
   for (int64_t k = 0; k < o.pairs; ++k) {
-    Pair p = make_pair_scene(o.seed + static_cast<uint64_t>(k), size);
+    Pair p = make_pair_scene(o.seed + static_cast<uint64_t>(k), size, o.textured_references);
     nlohmann::json rec{{"seed", o.seed + k}, {"source", p.source_prompt}, {"target", p.target_prompt},
                        {"reference", world::caption(p.reference)}};
     auto target = to_model_input(p.source_image);
@@ -322,6 +336,7 @@ SpecRefBenchReport run_specref_bench(Pipeline& pipe, const SpecRefBenchOptions& 
   SpecRefBenchReport report;
   auto& j = report.json;
   j["pairs"] = o.pairs;
+  j["textured_references"] = o.textured_references;
   j["steps"] = o.steps;
   j["cfg_scale"] = o.cfg_scale;
   j["model"] = pipe.source();
@@ -358,6 +373,25 @@ SpecRefBenchReport run_specref_bench(Pipeline& pipe, const SpecRefBenchOptions& 
   line("p2p swap", p2p_tally);
   line("specref", sr_tally);
   for (const auto& [name, tl] : ablation) line(name, tl);
+  t << "(leaked: a tenth or more of the edited object in the reference's background colors; rate [95% Wilson])\n";
+  auto leaked_line = [&](const std::string& name, const Tally& tl) {
+    int64_t leaked = 0;
+    for (bool b : tl.leaks) leaked += b;
+    t << "  " << std::left << std::setw(14) << name << " success " << format_rate(wilson(tl.pass, tl.n)) << "  leaked "
+      << format_rate(wilson(leaked, tl.n)) << "\n";
+  };
+  leaked_line("specref", sr_tally);
+  for (const auto& [name, tl] : ablation) leaked_line(name, tl);
+  // Fig. 4's claim, case by case: without M_s the reference's background leaks; with it, it does not.
+  if (ablation.count("mt_only")) {
+    const McNemar leak_test = mcnemar(ablation["mt_only"].leaks, sr_tally.leaks);
+    const McNemar pass_test = mcnemar(sr_tally.passes, ablation["mt_only"].passes);
+    t << "without M_s (mt_only) vs SpecRef, exact McNemar: leaked only without M_s " << leak_test.only_a
+      << ", only with " << leak_test.only_b << ", p = " << leak_test.p_value << "; success only with M_s "
+      << pass_test.only_a << ", only without " << pass_test.only_b << ", p = " << pass_test.p_value << "\n";
+    j["claim_ms_leak"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked"}, {"mcnemar", to_json(leak_test)}};
+    j["claim_ms_success"] = {{"a", "specref"}, {"b", "mt_only"}, {"outcome", "success"}, {"mcnemar", to_json(pass_test)}};
+  }
   t << "reference K/V cache " << num(cache_bytes / 1048576.0, 3) << " MiB fp16 per pair; joint inversion "
     << num(invert_seconds / n) << " s per pair\n";
   const int64_t sd15_bytes = specref::planned_cache_bytes(model_config_preset("sd15").unet, 64, 64, 4, 50);

@@ -17,6 +17,7 @@ struct SpecRefBenchOptions {
   int64_t null_text_pairs = 4;
   int64_t inner_steps = 10;
   bool ablations = true;
+  bool textured_references = false;  // references on checkered/striped/dotted/noisy backgrounds (Fig. 4)
   std::string output;  // folder for grids + summary.json (empty: none)
 };
 

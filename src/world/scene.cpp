@@ -259,6 +259,8 @@ float delta_e(const std::array<float, 3>& a, const std::array<float, 3>& b) {
   return std::sqrt(d0 * d0 + d1 * d1 + d2 * d2);
 }
 
+float color_distance(const Rgb& a, Color b) { return delta_e(lab_of(a), lab_of(rgb_of(b))); }
+
 Scene sample_scene(std::mt19937_64& rng, const SceneSampling& opts) {
   const auto shapes = opts.shapes.empty() ? all_values<Shape>(kShapeCount) : opts.shapes;
   const auto colors = opts.colors.empty() ? all_values<Color>(kColorCount) : opts.colors;

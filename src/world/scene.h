@@ -128,6 +128,8 @@ Rgb checker_tone(Color color);  // the second cell tone of a checkered backgroun
 std::array<float, 3> lab_of(const Rgb& rgb);
 std::array<float, 3> lab_of_rgb_float(float r, float g, float b);  // r, g, b in 0..255
 float delta_e(const std::array<float, 3>& a, const std::array<float, 3>& b);
+float color_distance(const Rgb& a, Color b);  // CIE76 between an sRGB color and a palette color
+inline float color_distance(Color a, Color b) { return color_distance(rgb_of(a), b); }
 
 const char* name_of(Shape shape);
 const char* name_of(Color color);
