@@ -209,6 +209,11 @@ void register_insert(CLI::App& app) {
                     "comma-separated rows (default: all): " + insert_bench_variant_list() +
                         "; oracle = the concept spelled out in words, the ceiling");
     cmd->add_option("--seed", c.seed, "seed")->capture_default_str();
+    cmd->add_option("--training-prompt", c.training_prompt,
+                    "caption (the source's caption with * for the concept) or short (the official \"* <class>\")")
+        ->capture_default_str();
+    cmd->add_flag("--textured-backgrounds", c.textured_backgrounds,
+                  "sources on checkered, striped, dotted and noisy backgrounds");
     cmd->add_option("-o,--output", c.output_dir, "folder for grids, sources and bench.json");
     on_run(cmd, [f] { run_bench(*f); });
   }
@@ -231,6 +236,10 @@ void register_insert(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--class", c.class_word, "the class word (prompt \"* <class>\"), e.g. cube");
     cmd->add_option("--token", c.placeholder, "the placeholder token")->capture_default_str();
+    cmd->add_option("--prompt-template", c.prompt_template,
+                    "training prompt: {class} and the token (class prompt: the same without the token), e.g. "
+                    "\"a * {class} on a blue background\"")
+        ->capture_default_str();
     cmd->add_option("-o,--output", f->output, "concept file (.safetensors)")->capture_default_str();
     cmd->add_option("--objective", f->objective,
                     "stage I loss: fg+bg (SingleInsert), fg (L_fg only), recon (baseline: unmasked x0 loss)")

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "eval/statistics.h"
 #include "methods/concept_file.h"
 #include "world/caption.h"
 #include "world/judge.h"
@@ -87,7 +88,7 @@ double mean_pairwise_distance(const std::vector<torch::Tensor>& images) {
 
 }  // namespace
 
-std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count) {
+std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count, bool textured) {
   const auto& specs = concept_specs();
   if (count < 1 || count > static_cast<int64_t>(specs.size()))
     throw Error("--concepts must be between 1 and " + std::to_string(specs.size()));
@@ -106,11 +107,26 @@ std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count) {
     c.source.background.kind = s.kind;
     c.source.background.color = s.bg1;
     c.source.background.color2 = s.bg2;
+    if (textured) {
+      static constexpr BackgroundKind kTextures[] = {BackgroundKind::checkered, BackgroundKind::striped,
+                                                     BackgroundKind::dotted, BackgroundKind::noisy};
+      c.source.background = {kTextures[i % 4], s.bg1, s.bg1, static_cast<uint32_t>(1000 + i)};
+    }
     c.class_word = world::name_of(s.shape);
     c.attributes = attributes_of(s.color, s.pattern);
     out.push_back(c);
   }
   return out;
+}
+
+std::string insert_bench_training_prompt(const InsertBenchConcept& concept, const std::string& kind) {
+  if (kind == "short") return "* {class}";
+  if (kind != "caption") throw Error("training_prompt: '" + kind + "' is not short or caption");
+  const std::string text = world::caption(concept.source);
+  const std::string phrase = concept.attributes + " " + concept.class_word;
+  const size_t at = text.find(phrase);
+  if (at == std::string::npos) throw Error("insert bench: '" + phrase + "' not in the caption '" + text + "'");
+  return text.substr(0, at) + "* {class}" + text.substr(at + phrase.size());
 }
 
 std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& concept,
@@ -155,6 +171,8 @@ std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& co
   add("two-concepts", "a *1 " + S + " on the left and a *2 " + second.class_word + " on the right on a " +
                           std::string(world::name_of(pair_bg)) + " background",
       true);
+  // No background named: what the model draws there is the token's doing (leakage).
+  add("no-background", "a * " + S + " in the center", false);
   return out;
 }
 
@@ -182,12 +200,17 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
   if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
 
   const int64_t size = pipeline.native_size();
-  const auto concepts = insert_bench_concepts(cfg.concepts);
+  const auto concepts = insert_bench_concepts(cfg.concepts, cfg.textured_backgrounds);
   const size_t N = concepts.size();
   std::vector<torch::Tensor> sources(N), masks(N);
   for (size_t i = 0; i < N; ++i) {
     sources[i] = world::render_scene(concepts[i].source, size, size);
     masks[i] = world::render_object_mask(concepts[i].source, 0, size, size);
+    // The judge must read every source exactly, or its verdicts on the samples mean nothing.
+    const world::JudgeResult read = world::judge(sources[i], &concepts[i].source);
+    if (!read.verdict->pass)
+      throw Error("insert bench: the judge misreads source " + std::to_string(i) + " (" +
+                  world::caption(concepts[i].source) + "): " + world::caption(read.scene));
   }
 
   // ---- learn every concept under every variant
@@ -202,6 +225,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     base.stage1_lr = cfg.stage1_lr;
     base.stage2_lr = cfg.stage2_lr;
     base.seed = cfg.seed + i;
+    base.prompt_template = insert_bench_training_prompt(concepts[i], cfg.training_prompt);
     std::fprintf(stderr, "concept %zu/%zu: %s %s\n", i + 1, N, concepts[i].attributes.c_str(),
                  concepts[i].class_word.c_str());
     for (const std::string v : {"recon", "fg"}) {
@@ -242,11 +266,14 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
                       {"stage1_steps", cfg.stage1_steps}, {"stage2_steps", cfg.stage2_steps},
                       {"batch", cfg.batch},               {"stage1_lr", cfg.stage1_lr},
                       {"stage2_lr", cfg.stage2_lr},       {"seed", cfg.seed},
-                      {"model", pipeline.source()}};
+                      {"model", pipeline.source()},       {"training_prompt", cfg.training_prompt},
+                      {"textured_backgrounds", cfg.textured_backgrounds}};
   result["concepts"] = nlohmann::json::array();
   for (const auto& c : concepts)
     result["concepts"].push_back(world::caption(c.source));
-  const int64_t prompts_per_concept = 5;
+  const int64_t prompts_per_concept =
+      static_cast<int64_t>(insert_bench_prompts(concepts[0], concepts[1 % N]).size());
+  std::map<std::string, std::vector<bool>> esr_cases, leak_cases;  // per variant, same case order
   ProgressBar bar("bench-insert sampling",
                   static_cast<int64_t>(cfg.variants.size() * N) * prompts_per_concept * cfg.seeds);
   int64_t done = 0;
@@ -256,7 +283,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     const bool oracle = v == "oracle";
     if (oracle) seconds[v].assign(N, 0.0);
     const auto& set = oracle ? learned[v] : learned.at(v);
-    int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, leaks = 0;
+    int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, leaks = 0, leak_images = 0;
     int64_t fg_color = 0, fg_shape = 0, fg_pattern = 0;  // each part of fidelity alone
     std::map<std::string, std::pair<int64_t, int64_t>> by_kind;
     double diversity_sum = 0;
@@ -321,7 +348,13 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
               fg_shape += ov.found >= 0 && ov.shape_ok;
               fg_pattern += ov.found >= 0 && ov.pattern_ok;
             }
-          leaks += same_background(r.scene.background, concepts[i].source.background);
+          esr_cases[v].push_back(verdict.pass);
+          if (p.kind == "no-background") {
+            const bool leaked = same_background(r.scene.background, concepts[i].source.background);
+            leaks += leaked;
+            ++leak_images;
+            leak_cases[v].push_back(leaked);
+          }
           if (i < 4 && s == 0) {
             grid.push_back(img);
             labels.push_back(p.kind.substr(0, 10) + (verdict.pass ? " ok" : " X"));
@@ -339,7 +372,10 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     row["fg_color"] = of_fg(fg_color);
     row["fg_shape"] = of_fg(fg_shape);
     row["fg_pattern"] = of_fg(fg_pattern);
-    row["bg_leakage"] = static_cast<double>(leaks) / static_cast<double>(images);
+    row["bg_leakage"] = leak_images ? static_cast<double>(leaks) / static_cast<double>(leak_images) : 0.0;
+    row["esr_interval"] = eval::to_json(eval::wilson(passes, images));
+    row["fg_fidelity_interval"] = eval::to_json(eval::wilson(fg_ok, fg_objects));
+    row["bg_leakage_interval"] = eval::to_json(eval::wilson(leaks, leak_images));
     row["diversity"] = diversity_n ? diversity_sum / static_cast<double>(diversity_n) : 0.0;
     double secs = 0;
     for (double s : seconds[v]) secs += s;
@@ -355,6 +391,17 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
   }
   bar.finish();
   result["variant_order"] = cfg.variants;
+  // Table 2's claims, case by case (exact McNemar): L_bg lowers leakage (recon vs fg+bg), stage II
+  // raises ESR (fg+bg vs stage2), and the learned concept against the baseline (stage2 vs recon).
+  const struct {
+    const char *a, *b, *outcome;
+  } claims[] = {{"recon", "fg+bg", "bg_leakage"}, {"stage2", "fg+bg", "esr"}, {"stage2", "recon", "esr"}};
+  for (const auto& c : claims) {
+    auto& cases = std::string(c.outcome) == "esr" ? esr_cases : leak_cases;
+    if (!cases.count(c.a) || !cases.count(c.b)) continue;
+    result["claims"].push_back({{"a", c.a}, {"b", c.b}, {"outcome", c.outcome},
+                                {"mcnemar", eval::to_json(eval::mcnemar(cases[c.a], cases[c.b]))}});
+  }
   if (!cfg.output_dir.empty()) {
     for (size_t i = 0; i < std::min<size_t>(N, 8); ++i) {
       write_png(cfg.output_dir + "/source_" + std::to_string(i) + ".png", sources[i],
@@ -372,17 +419,28 @@ std::string format_insert_bench(const nlohmann::json& r) {
   std::ostringstream s;
   char line[256];
   s << "| variant | ESR | fg fidelity | fg color | fg shape | fg pattern | bg leakage | diversity | s/concept |";
-  std::vector<std::string> kinds{"new-background", "new-gradient", "add-object", "position-size", "two-concepts"};
+  std::vector<std::string> kinds{"new-background", "new-gradient", "add-object", "position-size", "two-concepts",
+                                 "no-background"};
   for (const auto& k : kinds) s << " ESR " << k << " |";
   s << "\n|---|---|---|---|---|---|---|---|---|";
   for (size_t k = 0; k < kinds.size(); ++k) s << "---|";
   s << "\n";
   for (const auto& v : r.at("variant_order")) {
     const auto& row = r.at("variants").at(v.get<std::string>());
-    std::snprintf(line, sizeof line, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |",
-                  v.get<std::string>().c_str(), row.at("esr").get<double>(), row.at("fg_fidelity").get<double>(),
+    auto with_interval = [&](const char* key) {
+      char cell[64];
+      const std::string ik = std::string(key) + "_interval";
+      if (row.contains(ik))
+        std::snprintf(cell, sizeof cell, "%.3f [%.2f, %.2f]", row.at(key).get<double>(), row[ik]["low"].get<double>(),
+                      row[ik]["high"].get<double>());
+      else
+        std::snprintf(cell, sizeof cell, "%.3f", row.at(key).get<double>());
+      return std::string(cell);
+    };
+    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.3f | %.3f | %s | %.3f | %.1f |",
+                  v.get<std::string>().c_str(), with_interval("esr").c_str(), with_interval("fg_fidelity").c_str(),
                   row.value("fg_color", 0.0), row.value("fg_shape", 0.0), row.value("fg_pattern", 0.0),
-                  row.at("bg_leakage").get<double>(), row.at("diversity").get<double>(),
+                  with_interval("bg_leakage").c_str(), row.at("diversity").get<double>(),
                   row.at("seconds_per_concept").get<double>());
     s << line;
     for (const auto& k : kinds) {
@@ -391,6 +449,17 @@ std::string format_insert_bench(const nlohmann::json& r) {
       s << line;
     }
     s << "\n";
+  }
+  if (r.contains("claims")) {
+    s << "\npaired on the same images (exact McNemar):\n";
+    for (const auto& c : r["claims"]) {
+      const auto& m = c["mcnemar"];
+      std::snprintf(line, sizeof line, "- %s: only %s %lld, only %s %lld, p = %.4g\n",
+                    c["outcome"].get<std::string>().c_str(), c["a"].get<std::string>().c_str(),
+                    static_cast<long long>(m["only_a"].get<int64_t>()), c["b"].get<std::string>().c_str(),
+                    static_cast<long long>(m["only_b"].get<int64_t>()), m["p_value"].get<double>());
+      s << line;
+    }
   }
   return s.str();
 }

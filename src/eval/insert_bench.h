@@ -18,7 +18,8 @@ namespace sine {
 //   ESR               the whole prompt holds (edit done) and the concept's color, shape and
 //                     pattern still match
 //   fg fidelity       the concept object(s) found with the right color, shape and pattern
-//   bg leakage        the judged background equals the source image's background
+//   bg leakage        in the prompt that names no background, the judged background equals the
+//                     source's (the token carried the background along)
 //   diversity         mean pairwise mean |a − b| / 255 of the images of one prompt over seeds
 // Variants: recon (baseline, stage I with the unmasked x0 loss), fg (+L_fg), fg+bg (+L_bg, the
 // stage I model), stage2 (stage II with L_sm on top of the fg+bg encoder).
@@ -40,6 +41,11 @@ struct InsertBenchConfig {
   double stage1_lr = 1e-3;
   double stage2_lr = 5e-4;
   std::vector<std::string> variants = insert_bench_variants();
+  // Training prompt: "caption" = the source's caption with '*' for the concept's attributes ("a *
+  // heart in the center on a checkered green background"; the shapes text encoder only saw whole
+  // captions); "short" = the official "* heart".
+  std::string training_prompt = "caption";
+  bool textured_backgrounds = false;  // sources on checkered, striped, dotted and noisy backgrounds
   uint64_t seed = 0;
   std::string output_dir;  // grids, sources, masks and bench.json; empty = none
 };
@@ -50,11 +56,14 @@ struct InsertBenchConcept {
   std::string attributes;      // "pink dotted" (what '*' stands for in captions)
 };
 
-// The fixed list of concepts (the first `count`, at most 8... cycled with other shapes beyond).
-std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count);
+// The fixed list of concepts (the first `count`, at most 10). Textured: the busy backgrounds are
+// checkered, striped, dotted and noisy in turn (what a learned token could swallow).
+std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count, bool textured = false);
+// The training-prompt template of a concept for InsertBenchConfig::training_prompt.
+std::string insert_bench_training_prompt(const InsertBenchConcept& concept, const std::string& kind);
 // The editing prompts of concept i (with '*' and, for the pair prompt, '*1'/'*2' with concept j).
 struct InsertBenchPrompt {
-  std::string kind;      // new-background, new-gradient, add-object, position-size, two-concepts
+  std::string kind;      // new-background, new-gradient, add-object, position-size, two-concepts, no-background
   std::string prompt;    // with tokens
   std::string expected;  // the caption the judge checks (tokens replaced by attributes)
   bool two_concepts = false;

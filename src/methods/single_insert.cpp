@@ -1,5 +1,7 @@
 #include "methods/single_insert.h"
 
+#include <sstream>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
@@ -92,9 +94,34 @@ const char* insert_objective_name(InsertObjective objective) {
   return "?";
 }
 
+std::pair<std::string, std::string> insert_training_prompts(const std::string& prompt_template,
+                                                           const std::string& class_word,
+                                                           const std::string& placeholder) {
+  if (prompt_template.find("{class}") == std::string::npos)
+    throw Error("prompt_template: '" + prompt_template + "' has no {class}");
+  std::string concept_text = prompt_template;
+  for (size_t at; (at = concept_text.find("{class}")) != std::string::npos;) concept_text.replace(at, 7, class_word);
+  // The class prompt: the same words without the placeholder word.
+  std::istringstream words(concept_text);
+  std::string word, class_text;
+  int placeholders = 0;
+  while (words >> word) {
+    if (word == placeholder) {
+      ++placeholders;
+      continue;
+    }
+    class_text += (class_text.empty() ? "" : " ") + word;
+  }
+  if (placeholders != 1)
+    throw Error("prompt_template: '" + prompt_template + "' must hold the placeholder '" + placeholder +
+                "' exactly once, as a word of its own");
+  return {concept_text, class_text};
+}
+
 nlohmann::json SingleInsertConfig::to_json() const {
   return {{"class_word", class_word},
           {"placeholder", placeholder},
+          {"prompt_template", prompt_template},
           {"objective", insert_objective_name(objective)},
           {"batch", batch},
           {"stage1_steps", stage1_steps},
@@ -146,11 +173,13 @@ SingleInsertTrainer::SingleInsertTrainer(Pipeline& pipeline, const torch::Tensor
   }
   M_ = latent_mask(mask, posterior_mean_.size(2), posterior_mean_.size(3)).to(pipeline_.device());
 
-  concept_prompt_ =
-      tokenize_with_placeholders(pipeline_.tokenizer(), config_.placeholder + " " + config_.class_word, {config_.placeholder});
-  if (concept_prompt_.slots.size() != 1 || concept_prompt_.slots[0].first != 1)
-    throw Error("--token: placeholder '" + config_.placeholder + "' must be one token right after the start token");
-  class_prompt_ = tokenize_with_placeholders(pipeline_.tokenizer(), config_.class_word, {});
+  const auto [concept_text, class_text] =
+      insert_training_prompts(config_.prompt_template, config_.class_word, config_.placeholder);
+  concept_prompt_ = tokenize_with_placeholders(pipeline_.tokenizer(), concept_text, {config_.placeholder});
+  if (concept_prompt_.slots.size() != 1)
+    throw Error("prompt_template: '" + concept_text + "' must hold the placeholder '" + config_.placeholder +
+                "' exactly once");
+  class_prompt_ = tokenize_with_placeholders(pipeline_.tokenizer(), class_text, {});
 }
 
 SingleInsertTrainer::~SingleInsertTrainer() { detach_lora(); }

@@ -29,6 +29,12 @@ torch::Tensor semantic_loss(const torch::Tensor& x0_trained_class, const torch::
 torch::Tensor latent_mask(const torch::Tensor& mask, int64_t h, int64_t w);
 
 // ---- token override ----
+// The concept prompt and the class prompt of a training-prompt template ("* {class}" ->
+// "* cube", "cube"): {class} replaced, and the placeholder word removed for the class prompt.
+std::pair<std::string, std::string> insert_training_prompts(const std::string& prompt_template,
+                                                           const std::string& class_word,
+                                                           const std::string& placeholder);
+
 // A prompt in which each placeholder word ("*", "*1", ...) is one added token; `slots` are the
 // token positions (SOT = 0) and which placeholder each holds. ids carry a valid vocabulary id at
 // the slots (their rows are overwritten anyway).
@@ -56,6 +62,11 @@ const char* insert_objective_name(InsertObjective objective);
 struct SingleInsertConfig {
   std::string class_word;            // e.g. "cube"; prompt "* cube", class prompt "cube"
   std::string placeholder = "*";
+  // The training prompt: {class} is the class word, the placeholder is where the encoder's vector
+  // goes; the class prompt is the same without the placeholder. The official code trains on
+  // "* <class>" (a face: "_*_ face"); a base whose text encoder only saw whole captions needs
+  // captions there, e.g. "a * {class} in the center on a checkered green background".
+  std::string prompt_template = "* {class}";
   InsertObjective objective = InsertObjective::ForegroundBackground;
   int64_t batch = 4;                 // code default (paper: 16 in stage I)
   int64_t stage1_steps = 50;

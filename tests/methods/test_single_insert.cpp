@@ -179,6 +179,28 @@ TEST(SingleInsert, ObjectivesFollowTheAblation) {
   EXPECT_GT(ta.step_loss(1, g1).second.fg, tb.step_loss(1, g2).second.fg);
 }
 
+TEST(SingleInsert, TrainingPromptTemplate) {
+  using P = std::pair<std::string, std::string>;
+  EXPECT_EQ(insert_training_prompts("* {class}", "cube", "*"), (P{"* cube", "cube"}));
+  EXPECT_EQ(insert_training_prompts("a * {class} in the center on a blue background", "cube", "*"),
+            (P{"a * cube in the center on a blue background", "a cube in the center on a blue background"}));
+  EXPECT_THROW(insert_training_prompts("a * thing", "cube", "*"), Error);        // no {class}
+  EXPECT_THROW(insert_training_prompts("* {class} and *", "cube", "*"), Error);  // twice
+  EXPECT_THROW(insert_training_prompts("a {class}", "cube", "*"), Error);        // none
+
+  // A caption-shaped template: the token sits at position 2 and both branches see the caption's
+  // words, so the same draw gives a different loss than the official "* cube".
+  auto [img, mask] = scene();
+  SingleInsertConfig a = small_config(), b = small_config();
+  b.prompt_template = "a * {class} on a striped background";
+  SingleInsertTrainer ta(tiny_pipeline(), img, mask, a), tb(tiny_pipeline(), img, mask, b);
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(3), g2 = at::make_generator<at::CPUGeneratorImpl>(3);
+  const InsertLosses la = ta.step_loss(1, g1).second, lb = tb.step_loss(1, g2).second;
+  EXPECT_TRUE(std::isfinite(lb.total));
+  EXPECT_NE(la.fg, lb.fg);
+  EXPECT_NE(la.bg, lb.bg);
+}
+
 TEST(SingleInsert, ShortRunLowersTheLossOnAFixedDraw) {
   auto [img, mask] = scene();
   SingleInsertConfig c = small_config();
