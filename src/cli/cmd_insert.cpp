@@ -210,7 +210,8 @@ void register_insert(CLI::App& app) {
                         "; oracle = the concept spelled out in words, the ceiling");
     cmd->add_option("--seed", c.seed, "seed")->capture_default_str();
     cmd->add_option("--training-prompt", c.training_prompt,
-                    "caption (the source's caption with * for the concept) or short (the official \"* <class>\")")
+                    "caption (the source's caption with * for the concept), object (the same without its background) or short "
+                    "(the official \"* <class>\")")
         ->capture_default_str();
     cmd->add_flag("--textured-backgrounds", c.textured_backgrounds,
                   "sources on checkered, striped, dotted and noisy backgrounds");

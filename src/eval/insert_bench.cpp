@@ -121,8 +121,11 @@ std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count, bool textur
 
 std::string insert_bench_training_prompt(const InsertBenchConcept& concept, const std::string& kind) {
   if (kind == "short") return "* {class}";
-  if (kind != "caption") throw Error("training_prompt: '" + kind + "' is not short or caption");
-  const std::string text = world::caption(concept.source);
+  if (kind != "caption" && kind != "object")
+    throw Error("training_prompt: '" + kind + "' is not short, object or caption");
+  world::Scene scene = concept.source;
+  scene.background_stated = kind == "caption";  // object: the background is left to the token
+  const std::string text = world::caption(scene);
   const std::string phrase = concept.attributes + " " + concept.class_word;
   const size_t at = text.find(phrase);
   if (at == std::string::npos) throw Error("insert bench: '" + phrase + "' not in the caption '" + text + "'");

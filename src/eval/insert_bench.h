@@ -43,7 +43,9 @@ struct InsertBenchConfig {
   std::vector<std::string> variants = insert_bench_variants();
   // Training prompt: "caption" = the source's caption with '*' for the concept's attributes ("a *
   // heart in the center on a checkered green background"; the shapes text encoder only saw whole
-  // captions); "short" = the official "* heart".
+  // captions); "object" = the same without the background ("a * heart in the center": as in the
+  // paper, nothing but the token explains the background, so a token can swallow it and L_bg has
+  // something to stop); "short" = the official "* heart".
   std::string training_prompt = "caption";
   bool textured_backgrounds = false;  // sources on checkered, striped, dotted and noisy backgrounds
   uint64_t seed = 0;
