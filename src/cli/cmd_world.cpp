@@ -209,6 +209,29 @@ void register_world(CLI::App& app) {
   eval->add_flag("--vae", e->vae, "evaluate VAE reconstructions of rendered scenes (PSNR and judge accuracy)");
   eval->add_flag("--renders", e->renders, "judge the exact renderings (the judge's own accuracy; no model loaded)");
   on_run(eval, [e] { run_eval(*e); });
+
+  auto files = std::make_shared<std::pair<std::string, std::string>>();
+  CLI::App* compare = world->add_subcommand(
+      "compare", "two `world eval` results on the same captions: each claim's rate and an exact McNemar test");
+  compare->add_option("a", files->first, "eval.json of the first evaluation")->required()->check(CLI::ExistingFile);
+  compare->add_option("b", files->second, "eval.json of the second")->required()->check(CLI::ExistingFile);
+  on_run(compare, [files] {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path);
+      try {
+        return nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(path + ": not a JSON file (" + e.what() + ")");
+      }
+    };
+    const nlohmann::json a = read(files->first), b = read(files->second);
+    try {
+      std::cout << eval::compare_world_evals(a, b).text();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("world compare: " + files->first + " or " + files->second + " is not a `world eval` result (" +
+                  e.what() + ")");
+    }
+  });
 }
 
 }  // namespace sine

@@ -202,4 +202,53 @@ std::string WorldEvalResult::text() const {
   return s.str();
 }
 
+WorldEvalComparison compare_world_evals(const nlohmann::json& a, const nlohmann::json& b) {
+  const auto& ia = a.at("images");
+  const auto& ib = b.at("images");
+  if (ia.size() != ib.size())
+    throw Error("world compare: the evaluations judged " + std::to_string(ia.size()) + " and " +
+                std::to_string(ib.size()) + " images; a paired test needs the same captions");
+  WorldEvalComparison c;
+  c.a = a.value("model", "a");
+  c.b = b.value("model", "b");
+  for (size_t i = 0; i < ia.size(); ++i)
+    if (ia[i].at("caption") != ib[i].at("caption"))
+      throw Error("world compare: image " + std::to_string(i) + " has caption '" + ia[i].at("caption").get<std::string>() +
+                  "' in one evaluation and '" + ib[i].at("caption").get<std::string>() + "' in the other");
+  for (const char* key : kImageClaims) {
+    std::vector<bool> xa, xb;
+    for (size_t i = 0; i < ia.size(); ++i) {
+      xa.push_back(ia[i].at(key).get<bool>());
+      xb.push_back(ib[i].at(key).get<bool>());
+    }
+    const McNemar t = mcnemar(xa, xb);
+    c.claims.push_back({key, wilson(t.both + t.only_a, static_cast<int64_t>(xa.size())),
+                        wilson(t.both + t.only_b, static_cast<int64_t>(xb.size())), t});
+  }
+  return c;
+}
+
+nlohmann::json WorldEvalComparison::to_json() const {
+  nlohmann::json j{{"a", a}, {"b", b}, {"claims", nlohmann::json::array()}};
+  for (const Claim& c : claims)
+    j["claims"].push_back({{"claim", c.name}, {"a", eval::to_json(c.rate_a)}, {"b", eval::to_json(c.rate_b)},
+                           {"mcnemar", eval::to_json(c.test)}});
+  return j;
+}
+
+std::string WorldEvalComparison::text() const {
+  std::ostringstream s;
+  s << "a: " << a << "\nb: " << b << "\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-18s %-22s %-22s %8s %8s %10s\n", "claim", "a", "b", "only a", "only b", "p");
+  s << line;
+  for (const Claim& c : claims) {
+    std::snprintf(line, sizeof line, "  %-18s %-22s %-22s %8lld %8lld %10.4g\n", c.name.c_str(),
+                  format_rate(c.rate_a).c_str(), format_rate(c.rate_b).c_str(), static_cast<long long>(c.test.only_a),
+                  static_cast<long long>(c.test.only_b), c.test.p_value);
+    s << line;
+  }
+  return s.str();
+}
+
 }  // namespace sine::eval

@@ -68,4 +68,20 @@ WorldEvalResult evaluate_world(Pipeline* pipeline, const WorldEvalConfig& config
 
 const char* name_of(WorldEvalMode mode);
 
+// Two evaluations of the same held-out captions (eval.json of `sine world eval`, e.g. two models):
+// per image-level claim (pass, background color and kind, object count) both rates with their
+// intervals and an exact McNemar test on the paired images. Throws if the captions differ.
+struct WorldEvalComparison {
+  std::string a, b;  // the models
+  struct Claim {
+    std::string name;
+    Rate rate_a, rate_b;
+    McNemar test;
+  };
+  std::vector<Claim> claims;
+  nlohmann::json to_json() const;
+  std::string text() const;
+};
+WorldEvalComparison compare_world_evals(const nlohmann::json& a, const nlohmann::json& b);
+
 }  // namespace sine::eval
