@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/statistics.h"
 #include "io/image.h"
 #include "methods/lora.h"
 #include "methods/sine_edit.h"
@@ -167,15 +168,24 @@ Score score(const EditCase& e, const world::Verdict& v) {
 
 struct Tally {
   int64_t n = 0, success = 0, preserved = 0, both = 0;
+  std::vector<bool> both_cases;  // per edit, in edit order: the paired tests compare methods on these
   void add(const Score& s) {
     ++n;
     success += s.success;
     preserved += s.preserved;
     both += s.success && s.preserved;
+    both_cases.push_back(s.success && s.preserved);
   }
   nlohmann::json json() const {
     auto frac = [&](int64_t k) { return n ? static_cast<double>(k) / static_cast<double>(n) : 0.0; };
-    return {{"n", n}, {"success", frac(success)}, {"preservation", frac(preserved)}, {"both", frac(both)}};
+    return {{"n", n},
+            {"success", frac(success)},
+            {"preservation", frac(preserved)},
+            {"both", frac(both)},
+            {"intervals",
+             {{"success", eval::to_json(eval::wilson(success, n))},
+              {"preservation", eval::to_json(eval::wilson(preserved, n))},
+              {"both", eval::to_json(eval::wilson(both, n))}}}};
   }
 };
 
@@ -259,7 +269,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   std::map<double, Tally> v_tally;
   struct ResizeTally {
     int64_t n = 0, duplicated = 0, lost = 0, exact = 0;
-  };
+  };  // (bench-sine-resize has the full study with intervals and paired tests)
   std::map<std::string, ResizeTally> resize;
   double whole_time = 0, patch_time = 0, lora_time = 0;
   nlohmann::json per_scene = nlohmann::json::array();
@@ -446,6 +456,21 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     std::printf("\n");
   }
   std::cout << "(each cell: success / preservation)\n";
+  // The paper's claim: model-based guidance beats either model alone on edit + preservation, case by
+  // case on the same edits (exact McNemar) — the intervals above are per row.
+  std::cout << "\nedit + preservation with 95% Wilson intervals, and SINE vs each model alone (exact McNemar)\n";
+  for (const auto& m : methods)
+    std::printf("%-26s %s\n", m.c_str(), eval::format_rate(eval::wilson(by_method[m].both, by_method[m].n)).c_str());
+  const std::pair<const char*, const char*> claims[] = {{"SINE (whole)", "no guidance (whole)"},
+                                                         {"SINE (whole)", "pre-trained alone"},
+                                                         {"SINE (patch)", "no guidance (patch)"},
+                                                         {"SINE (patch)", "pre-trained alone"}};
+  for (const auto& [a, b] : claims) {
+    const eval::McNemar t = eval::mcnemar(by_method[a].both_cases, by_method[b].both_cases);
+    std::printf("  %s vs %s: only %s %lld, only %s %lld, p = %.4g\n", a, b, a, static_cast<long long>(t.only_a), b,
+                static_cast<long long>(t.only_b), t.p_value);
+    out["claims"].push_back({{"a", a}, {"b", b}, {"outcome", "both"}, {"mcnemar", eval::to_json(t)}});
+  }
   if (o.resize_test) {
     std::cout << "\nobjects at 2x width and 2x height vs the source (" << 2 * o.scenes << " images per row)\n";
     std::printf("%-34s %11s %7s %7s\n", "model", "duplicated", "lost", "exact");
