@@ -70,10 +70,21 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-bool same_background(const world::Background& a, const world::Background& b) {
-  if (a.kind != b.kind || a.color != b.color) return false;
-  return !has_second_color(a.kind) || a.color2 == b.color2;
+// Mean CIE Lab of an image's border band (3 % of the short side): in a prompt that names no
+// background and a concept in the center, that is the background the model chose.
+std::array<float, 3> border_lab(const torch::Tensor& image_u8) {
+  const int64_t h = image_u8.size(0), w = image_u8.size(1);
+  const int64_t band = std::max<int64_t>(1, std::llround(0.03 * static_cast<double>(std::min(h, w))));
+  torch::Tensor inside = torch::ones({h, w}, torch::kBool);
+  inside.slice(0, band, h - band).slice(1, band, w - band).fill_(false);
+  const torch::Tensor mean = image_u8.to(torch::kFloat64).index({inside}).mean(0);
+  return world::lab_of_rgb_float(static_cast<float>(mean[0].item<double>()), static_cast<float>(mean[1].item<double>()),
+                                 static_cast<float>(mean[2].item<double>()));
 }
+
+// A sample leaks when its background lands within this CIE76 distance of the source's (palette
+// colors are 30-100 apart; a model's own choice for "no background" is a neutral gray or tan).
+constexpr float kLeakDistance = 20.0f;
 
 double mean_pairwise_distance(const std::vector<torch::Tensor>& images) {
   double sum = 0;
@@ -176,6 +187,7 @@ std::vector<InsertBenchPrompt> insert_bench_prompts(const InsertBenchConcept& co
       true);
   // No background named: what the model draws there is the token's doing (leakage).
   add("no-background", "a * " + S + " in the center", false);
+  add("no-background-small", "a small * " + S + " at the bottom right", false);
   return out;
 }
 
@@ -287,6 +299,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     if (oracle) seconds[v].assign(N, 0.0);
     const auto& set = oracle ? learned[v] : learned.at(v);
     int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, leaks = 0, leak_images = 0;
+    double leak_distance_sum = 0;
     int64_t fg_color = 0, fg_shape = 0, fg_pattern = 0;  // each part of fidelity alone
     std::map<std::string, std::pair<int64_t, int64_t>> by_kind;
     double diversity_sum = 0;
@@ -352,8 +365,10 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
               fg_pattern += ov.found >= 0 && ov.pattern_ok;
             }
           esr_cases[v].push_back(verdict.pass);
-          if (p.kind == "no-background") {
-            const bool leaked = same_background(r.scene.background, concepts[i].source.background);
+          if (p.kind.rfind("no-background", 0) == 0) {
+            const float distance = world::delta_e(border_lab(img), border_lab(sources[i]));
+            const bool leaked = distance < kLeakDistance;
+            leak_distance_sum += distance;
             leaks += leaked;
             ++leak_images;
             leak_cases[v].push_back(leaked);
@@ -379,6 +394,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     row["esr_interval"] = eval::to_json(eval::wilson(passes, images));
     row["fg_fidelity_interval"] = eval::to_json(eval::wilson(fg_ok, fg_objects));
     row["bg_leakage_interval"] = eval::to_json(eval::wilson(leaks, leak_images));
+    row["bg_distance"] = leak_images ? leak_distance_sum / static_cast<double>(leak_images) : 0.0;
     row["diversity"] = diversity_n ? diversity_sum / static_cast<double>(diversity_n) : 0.0;
     double secs = 0;
     for (double s : seconds[v]) secs += s;
@@ -421,11 +437,11 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
 std::string format_insert_bench(const nlohmann::json& r) {
   std::ostringstream s;
   char line[256];
-  s << "| variant | ESR | fg fidelity | fg color | fg shape | fg pattern | bg leakage | diversity | s/concept |";
+  s << "| variant | ESR | fg fidelity | fg color | fg shape | fg pattern | bg leakage | bg ΔE to source | diversity | s/concept |";
   std::vector<std::string> kinds{"new-background", "new-gradient", "add-object", "position-size", "two-concepts",
-                                 "no-background"};
+                                 "no-background", "no-background-small"};
   for (const auto& k : kinds) s << " ESR " << k << " |";
-  s << "\n|---|---|---|---|---|---|---|---|---|";
+  s << "\n|---|---|---|---|---|---|---|---|---|---|";
   for (size_t k = 0; k < kinds.size(); ++k) s << "---|";
   s << "\n";
   for (const auto& v : r.at("variant_order")) {
@@ -440,10 +456,10 @@ std::string format_insert_bench(const nlohmann::json& r) {
         std::snprintf(cell, sizeof cell, "%.3f", row.at(key).get<double>());
       return std::string(cell);
     };
-    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.3f | %.3f | %s | %.3f | %.1f |",
+    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.3f | %.3f | %s | %.1f | %.3f | %.1f |",
                   v.get<std::string>().c_str(), with_interval("esr").c_str(), with_interval("fg_fidelity").c_str(),
                   row.value("fg_color", 0.0), row.value("fg_shape", 0.0), row.value("fg_pattern", 0.0),
-                  with_interval("bg_leakage").c_str(), row.at("diversity").get<double>(),
+                  with_interval("bg_leakage").c_str(), row.value("bg_distance", 0.0), row.at("diversity").get<double>(),
                   row.at("seconds_per_concept").get<double>());
     s << line;
     for (const auto& k : kinds) {

@@ -18,8 +18,9 @@ namespace sine {
 //   ESR               the whole prompt holds (edit done) and the concept's color, shape and
 //                     pattern still match
 //   fg fidelity       the concept object(s) found with the right color, shape and pattern
-//   bg leakage        in the prompt that names no background, the judged background equals the
-//                     source's (the token carried the background along)
+//   bg leakage        in the prompt that names no background, the sample's background (mean of its
+//                     border) lies within CIE76 20 of the source's: the token carried it along;
+//                     bg_distance is that distance's mean
 //   diversity         mean pairwise mean |a − b| / 255 of the images of one prompt over seeds
 // Variants: recon (baseline, stage I with the unmasked x0 loss), fg (+L_fg), fg+bg (+L_bg, the
 // stage I model), stage2 (stage II with L_sm on top of the fg+bg encoder).
