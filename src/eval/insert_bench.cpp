@@ -289,6 +289,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
   const int64_t prompts_per_concept =
       static_cast<int64_t>(insert_bench_prompts(concepts[0], concepts[1 % N]).size());
   std::map<std::string, std::vector<bool>> esr_cases, leak_cases;  // per variant, same case order
+  std::map<std::string, std::vector<double>> distance_cases;        // background distance to the source's
   ProgressBar bar("bench-insert sampling",
                   static_cast<int64_t>(cfg.variants.size() * N) * prompts_per_concept * cfg.seeds);
   int64_t done = 0;
@@ -369,6 +370,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
             const float distance = world::delta_e(border_lab(img), border_lab(sources[i]));
             const bool leaked = distance < kLeakDistance;
             leak_distance_sum += distance;
+            distance_cases[v].push_back(distance);
             leaks += leaked;
             ++leak_images;
             leak_cases[v].push_back(leaked);
@@ -420,6 +422,18 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
     if (!cases.count(c.a) || !cases.count(c.b)) continue;
     result["claims"].push_back({{"a", c.a}, {"b", c.b}, {"outcome", c.outcome},
                                 {"mcnemar", eval::to_json(eval::mcnemar(cases[c.a], cases[c.b]))}});
+  }
+  // L_bg's effect as a sign test on the same no-background samples: in how many is the baseline's
+  // background nearer the source's than the fg+bg concept's, and the reverse.
+  if (distance_cases.count("recon") && distance_cases.count("fg+bg")) {
+    const auto &a = distance_cases["recon"], &b = distance_cases["fg+bg"];
+    std::vector<bool> a_nearer, b_nearer;
+    for (size_t k = 0; k < a.size(); ++k) {
+      a_nearer.push_back(a[k] < b[k]);
+      b_nearer.push_back(b[k] < a[k]);
+    }
+    result["claims"].push_back({{"a", "recon"}, {"b", "fg+bg"}, {"outcome", "bg_nearer_source"},
+                                {"mcnemar", eval::to_json(eval::mcnemar(a_nearer, b_nearer))}});
   }
   if (!cfg.output_dir.empty()) {
     for (size_t i = 0; i < std::min<size_t>(N, 8); ++i) {
