@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "eval/report_table.h"
 #include "eval/statistics.h"
 #include "methods/concept_file.h"
 #include "world/caption.h"
@@ -449,52 +450,52 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
 }
 
 std::string format_insert_bench(const nlohmann::json& r) {
-  std::ostringstream s;
-  char line[256];
-  s << "| variant | ESR | fg fidelity | fg color | fg shape | fg pattern | bg leakage | bg ΔE to source | diversity | s/concept |";
-  std::vector<std::string> kinds{"new-background", "new-gradient", "add-object", "position-size", "two-concepts",
-                                 "no-background", "no-background-small"};
-  for (const auto& k : kinds) s << " ESR " << k << " |";
-  s << "\n|---|---|---|---|---|---|---|---|---|---|";
-  for (size_t k = 0; k < kinds.size(); ++k) s << "---|";
-  s << "\n";
+  const std::vector<std::string> kinds{"new-background", "new-gradient", "add-object",         "position-size",
+                                       "two-concepts",   "no-background", "no-background-small"};
+  std::vector<std::string> columns{"ESR",        "fg fidelity",     "fg color",  "fg shape", "fg pattern",
+                                   "bg leakage", "bg ΔE to source", "diversity", "s/concept"};
+  for (const auto& k : kinds) columns.push_back("ESR " + k);
+  eval::ReportTable table("variant", columns);
   for (const auto& v : r.at("variant_order")) {
     const auto& row = r.at("variants").at(v.get<std::string>());
-    auto with_interval = [&](const char* key) {
-      char cell[64];
+    auto rate = [&](const char* key) {
       const std::string ik = std::string(key) + "_interval";
-      if (row.contains(ik))
-        std::snprintf(cell, sizeof cell, "%.3f [%.2f, %.2f]", row.at(key).get<double>(), row[ik]["low"].get<double>(),
-                      row[ik]["high"].get<double>());
-      else
-        std::snprintf(cell, sizeof cell, "%.3f", row.at(key).get<double>());
-      return std::string(cell);
+      if (!row.contains(ik)) return eval::ReportTable::number(row.at(key).get<double>());
+      eval::Rate rt;
+      rt.successes = std::llround(row[ik]["rate"].get<double>() * row[ik]["n"].get<double>());
+      rt.trials = row[ik]["n"].get<int64_t>();
+      rt.low = row[ik]["low"].get<double>();
+      rt.high = row[ik]["high"].get<double>();
+      return eval::ReportTable::rate(rt);
     };
-    std::snprintf(line, sizeof line, "| %s | %s | %s | %.3f | %.3f | %.3f | %s | %.1f | %.3f | %.1f |",
-                  v.get<std::string>().c_str(), with_interval("esr").c_str(), with_interval("fg_fidelity").c_str(),
-                  row.value("fg_color", 0.0), row.value("fg_shape", 0.0), row.value("fg_pattern", 0.0),
-                  with_interval("bg_leakage").c_str(), row.value("bg_distance", 0.0), row.at("diversity").get<double>(),
-                  row.at("seconds_per_concept").get<double>());
-    s << line;
-    for (const auto& k : kinds) {
-      const double e = row.contains("esr_by_kind") && row["esr_by_kind"].contains(k) ? row["esr_by_kind"][k].get<double>() : 0.0;
-      std::snprintf(line, sizeof line, " %.2f |", e);
-      s << line;
-    }
-    s << "\n";
+    std::vector<eval::ReportTable::Cell> cells{rate("esr"),
+                                               rate("fg_fidelity"),
+                                               eval::ReportTable::number(row.value("fg_color", 0.0)),
+                                               eval::ReportTable::number(row.value("fg_shape", 0.0)),
+                                               eval::ReportTable::number(row.value("fg_pattern", 0.0)),
+                                               rate("bg_leakage"),
+                                               eval::ReportTable::number(row.value("bg_distance", 0.0), 1),
+                                               eval::ReportTable::number(row.at("diversity").get<double>()),
+                                               eval::ReportTable::number(row.at("seconds_per_concept").get<double>(), 1)};
+    for (const auto& k : kinds)
+      cells.push_back(eval::ReportTable::number(
+          row.contains("esr_by_kind") && row["esr_by_kind"].contains(k) ? row["esr_by_kind"][k].get<double>() : 0.0, 2));
+    table.add(v.get<std::string>(), cells);
   }
+  std::string s = table.markdown();
   if (r.contains("claims")) {
-    s << "\npaired on the same images (exact McNemar):\n";
+    s += "\npaired on the same images (exact McNemar):\n";
     for (const auto& c : r["claims"]) {
       const auto& m = c["mcnemar"];
+      char line[256];
       std::snprintf(line, sizeof line, "- %s: only %s %lld, only %s %lld, p = %.4g\n",
                     c["outcome"].get<std::string>().c_str(), c["a"].get<std::string>().c_str(),
                     static_cast<long long>(m["only_a"].get<int64_t>()), c["b"].get<std::string>().c_str(),
                     static_cast<long long>(m["only_b"].get<int64_t>()), m["p_value"].get<double>());
-      s << line;
+      s += line;
     }
   }
-  return s.str();
+  return s;
 }
 
 }  // namespace sine

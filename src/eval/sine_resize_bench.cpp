@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/report_table.h"
 #include "eval/statistics.h"
 #include "io/image.h"
 #include "methods/sine_edit.h"
@@ -166,15 +167,15 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
                     {"textured_backgrounds", o.textured_backgrounds}, {"canvases", canvas_list}};
   std::printf("\nobjects vs the source at %s (%lld images per row; rate [95%% Wilson interval])\n",
               canvas_list.c_str(), static_cast<long long>(per_row));
-  std::printf("%-38s %-22s %-22s %-22s\n", "model", "duplicated", "lost", "exact");
+  eval::ReportTable table("model", {"duplicated", "lost", "exact"});
   for (const std::string& name : row_order) {
     const CountRow& r = rows[name];
-    std::printf("%-38s %-22s %-22s %-22s\n", name.c_str(), eval::format_rate(rate_of(r.duplicated)).c_str(),
-                eval::format_rate(rate_of(r.lost)).c_str(), eval::format_rate(rate_of(r.exact)).c_str());
-    out["rows"][name] = {{"duplicated", eval::to_json(rate_of(r.duplicated))},
-                         {"lost", eval::to_json(rate_of(r.lost))},
-                         {"exact", eval::to_json(rate_of(r.exact))}};
+    table.add(name, {eval::ReportTable::rate(rate_of(r.duplicated)), eval::ReportTable::rate(rate_of(r.lost)),
+                     eval::ReportTable::rate(rate_of(r.exact))});
   }
+  std::cout << table.console(0);
+  out["rows"] = table.json()["rows"];
+  out["row_order"] = table.json()["order"];
   // The claim: patch + grid duplicates less than whole. Paired on the same (scene, canvas) cases.
   const std::pair<const char*, const char*> claims[] = {
       {"fine-tuned alone, patch (grid)", "fine-tuned alone, whole (no grid)"},

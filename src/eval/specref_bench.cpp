@@ -193,8 +193,8 @@ SpecRefBenchReport run_specref_bench(Pipeline& pipe, const SpecRefBenchOptions& 
   double invert_seconds = 0;
   nlohmann::json per_pair = nlohmann::json::array();
   const std::vector<std::pair<std::string, specref::MaskMode>> modes = {
-      {"ms_only", specref::MaskMode::source_only},
-      {"mt_only", specref::MaskMode::target_only},
+      {"ms_only", specref::MaskMode::ms_only},
+      {"mt_only", specref::MaskMode::mt_only},
       {"neither", specref::MaskMode::none}};
 
   ProgressBar bar("bench-specref", o.pairs);

@@ -16,8 +16,8 @@ namespace F = torch::nn::functional;
 
 MaskMode parse_mask_mode(const std::string& name) {
   if (name == "both") return MaskMode::both;
-  if (name == "ms" || name == "ms-only") return MaskMode::source_only;
-  if (name == "mt" || name == "mt-only") return MaskMode::target_only;
+  if (name == "ms" || name == "ms-only") return MaskMode::ms_only;
+  if (name == "mt" || name == "mt-only") return MaskMode::mt_only;
   if (name == "none" || name == "neither") return MaskMode::none;
   throw Error("--masks: unknown mask mode '" + name + "' (known: both, ms, mt, none)");
 }
@@ -25,8 +25,8 @@ MaskMode parse_mask_mode(const std::string& name) {
 const char* mask_mode_name(MaskMode mode) {
   switch (mode) {
     case MaskMode::both: return "both";
-    case MaskMode::source_only: return "ms";
-    case MaskMode::target_only: return "mt";
+    case MaskMode::ms_only: return "ms";
+    case MaskMode::mt_only: return "mt";
     default: return "none";
   }
 }
@@ -151,8 +151,8 @@ torch::Tensor SRAttention::on_output(const AttentionSite& site, torch::Tensor ou
   if (!is_sr_site(site)) return out;
   const int64_t h = site.height, w = site.width;
   const int64_t idx = std::min<int64_t>(config_.target_index, out.size(0) - 1);
-  const bool use_ms = config_.mask_mode == MaskMode::both || config_.mask_mode == MaskMode::source_only;
-  const bool use_mt = config_.mask_mode == MaskMode::both || config_.mask_mode == MaskMode::target_only;
+  const bool use_ms = config_.mask_mode == MaskMode::both || config_.mask_mode == MaskMode::ms_only;
+  const bool use_mt = config_.mask_mode == MaskMode::both || config_.mask_mode == MaskMode::mt_only;
   torch::Tensor ms = use_ms && ms_pixels_.defined() ? layer_mask(ms_pixels_, h, w, config_.threshold, config_.bilinear)
                                                     : torch::ones({h, w});
   torch::Tensor mt;
@@ -291,7 +291,7 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
 
   // M_s: given, or derived from the reference's own cross-attention to the edited word(s).
   result.ms_pixels = in.ms_pixels;
-  const bool needs_ms = config.sr.mask_mode == MaskMode::both || config.sr.mask_mode == MaskMode::source_only;
+  const bool needs_ms = config.sr.mask_mode == MaskMode::both || config.sr.mask_mode == MaskMode::ms_only;
   if (!result.ms_pixels.defined() && needs_ms) {
     const std::string prompt = in.reference_prompt.empty() ? in.target_prompt : in.reference_prompt;
     result.ms_pixels =

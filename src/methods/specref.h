@@ -19,7 +19,7 @@
 // in where the edited word attends (M_t): SR-attention.
 namespace sine::specref {
 
-enum class MaskMode { both, source_only, target_only, none };  // spec_mask_type 0, "M_s only", "M_t only", neither
+enum class MaskMode { both, ms_only, mt_only, none };  // the paper's M_s and M_t: both (spec_mask_type 0), M_s only, M_t only, neither
 MaskMode parse_mask_mode(const std::string& name);  // both, ms, mt, none
 const char* mask_mode_name(MaskMode mode);
 

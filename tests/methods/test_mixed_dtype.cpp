@@ -726,7 +726,7 @@ TEST(MixedDtype, SpecRefEditInBf16) {
   torch::Tensor q = torch::randn({4, N, C}).to(kModelDtype), out = torch::randn({4, N, C}).to(kModelDtype);
   {
     specref::SRConfig sc = c.sr;
-    sc.mask_mode = specref::MaskMode::source_only;  // M_t = 1: the reference attention is the output
+    sc.mask_mode = specref::MaskMode::ms_only;  // M_t = 1: the reference attention is the output
     specref::SRAttention sr(nullptr, &joint.cache, joint.rules, sc, tokens, in.ms_pixels);
     ASSERT_TRUE(sr.is_sr_site(site));
     expect_tensor(sr.on_output(site, out, q, q, q), "SR-attention output", kModelDtype, dev, {4, N, C});

@@ -192,12 +192,12 @@ TEST(SRAttention, AblationSwitchesChangeTheRightMasks) {
   };
   auto ones = torch::ones({4, 4});
   EXPECT_TRUE(torch::allclose(run(specref::MaskMode::both, f.ms_pixels), blend(mt, f.ms_pixels), 1e-4, 1e-4));
-  EXPECT_TRUE(torch::allclose(run(specref::MaskMode::source_only, f.ms_pixels), blend(ones, f.ms_pixels), 1e-4, 1e-4));
-  EXPECT_TRUE(torch::allclose(run(specref::MaskMode::target_only, f.ms_pixels), blend(mt, ones), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(run(specref::MaskMode::ms_only, f.ms_pixels), blend(ones, f.ms_pixels), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(run(specref::MaskMode::mt_only, f.ms_pixels), blend(mt, ones), 1e-4, 1e-4));
   EXPECT_TRUE(torch::allclose(run(specref::MaskMode::none, f.ms_pixels), blend(ones, ones), 1e-4, 1e-4));
   // An empty M_s yields finite values.
   EXPECT_FALSE(run(specref::MaskMode::both, torch::zeros({4, 4})).isnan().any().item<bool>());
-  EXPECT_EQ(specref::parse_mask_mode("ms"), specref::MaskMode::source_only);
+  EXPECT_EQ(specref::parse_mask_mode("ms"), specref::MaskMode::ms_only);
   EXPECT_THROW(specref::parse_mask_mode("half"), Error);
 }
 
