@@ -8,6 +8,8 @@
 #include "io/safetensors.h"
 #include "methods/concept_file.h"
 #include "methods/single_insert.h"
+#include "diffusion/noise_schedule.h"
+#include "io/image.h"
 
 namespace sine {
 namespace {
@@ -199,6 +201,49 @@ TEST(SingleInsert, TrainingPromptTemplate) {
   EXPECT_TRUE(std::isfinite(lb.total));
   EXPECT_NE(la.fg, lb.fg);
   EXPECT_NE(la.bg, lb.bg);
+}
+
+// Wiring: stage I's losses rebuilt by hand from the same draws with the library's pieces — the
+// encoder's vector at the placeholder of the concept prompt, the class prompt without it, x0 from
+// one UNet call each, L_fg against the posterior sample inside the mask, L_bg against the class
+// prompt's x0 (the frozen model in stage I) outside it, total = L_fg + γ·L_bg.
+TEST(SingleInsert, StageILossesEqualAHandBuiltComputation) {
+  auto [img, mask] = scene();
+  SingleInsertConfig c = small_config();
+  c.gamma = 2.5;
+  c.prompt_template = "a * {class} on a striped background";
+  SingleInsertTrainer trainer(tiny_pipeline(), img, mask, c);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  torch::NoGradGuard no_grad;
+  const InsertLosses got = trainer.step_loss(1, gen).second;
+
+  Pipeline& pipe = tiny_pipeline();
+  StableDiffusion& model = pipe.model();
+  const NoiseSchedule& schedule = NoiseSchedule::stable_diffusion();
+  auto draws = at::make_generator<at::CPUGeneratorImpl>(11);
+  const DiagonalGaussian posterior = model->vae->encode(to_model_input(img));
+  auto shape = posterior.mean.sizes().vec();
+  shape[0] = c.batch;
+  const torch::Tensor z0 =
+      (posterior.mean + posterior.std * torch::randn(shape, draws, torch::kFloat32)) * pipe.config().vae.scaling_factor;
+  const torch::Tensor eps = torch::randn(z0.sizes(), draws, torch::kFloat32);
+  const torch::Tensor t = sample_timesteps(c.batch, draws, torch::kCPU);
+  const torch::Tensor z_t = add_noise(z0, eps, t, schedule);
+  const torch::Tensor v = trainer.concept_now().vector;
+  auto x0_for = [&](const std::string& prompt, const std::vector<torch::Tensor>& vectors) {
+    const PlaceholderPrompt p = tokenize_with_placeholders(pipe.tokenizer(), prompt, vectors.empty() ? std::vector<std::string>{} : std::vector<std::string>{"*"});
+    const torch::Tensor ctx = encode_with_override(model->text_encoder, p, vectors).expand({c.batch, -1, -1});
+    return pred_x0_from_eps(z_t, model->unet->forward(z_t, t, ctx), t, schedule);
+  };
+  const torch::Tensor x0_concept = x0_for("a * cube on a striped background", {v});
+  const torch::Tensor x0_class = x0_for("a cube on a striped background", {});
+  const torch::Tensor M = latent_mask(mask, z0.size(2), z0.size(3));
+  const double fg = (M * (x0_concept - z0).pow(2)).mean().item<double>();
+  const double bg = ((1 - M) * (x0_concept - x0_class).pow(2)).mean().item<double>();
+  EXPECT_NEAR(got.fg, fg, 1e-4 * fg);
+  EXPECT_NEAR(got.bg, bg, 1e-4 * bg);
+  EXPECT_NEAR(got.total, fg + 2.5 * bg, 1e-4 * (fg + 2.5 * bg));
+  EXPECT_GT(bg, 0.0);
 }
 
 TEST(SingleInsert, ShortRunLowersTheLossOnAFixedDraw) {
