@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <fstream>
 #include <random>
 
 #include "core/atomic_file.h"
@@ -60,7 +61,7 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
       throw Error("patch_steps: must be positive and increasing (e.g. 300,1000,3000)");
   if (o.edit_steps < 1) throw Error("edit_steps: must be at least 1");
   if (o.canvases.empty()) throw Error("canvases: name at least one canvas");
-  fs::create_directories(o.output_dir);
+  fs::create_directories(fs::path(o.output_dir) / "scenes");
 
   Pipeline pre = Pipeline::load(o.model);
   const int64_t size = pre.native_size(), factor = pre.vae_factor();
@@ -79,6 +80,13 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
   if (!o.textured_backgrounds) sampling.p_gradient = sampling.p_checkered = 0;
 
   const std::string desc = sine_training_prompt("photo of a sks {class}", "picture");
+  // What a finished scene's record must match to be reused (the scene count may grow).
+  nlohmann::json canvas_json = nlohmann::json::array();
+  for (const auto& [w, h] : canvases) canvas_json.push_back({w, h});
+  const nlohmann::json run_key{{"model", pre.source()},  {"seed", o.seed},        {"whole_steps", o.whole_steps},
+                               {"patch_steps", o.patch_steps}, {"lr", o.lr},       {"edit_steps", o.edit_steps},
+                               {"scale", o.scale},        {"K", o.K},              {"v", o.v},
+                               {"canvases", canvas_json}, {"textured", o.textured_backgrounds}};
   const int64_t last_patch = o.patch_steps.back();
   std::map<std::string, CountRow> rows;
   std::vector<std::string> row_order;
@@ -96,8 +104,39 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
     const std::string caption = world::caption(scene);
     const torch::Tensor image = world::render_scene(scene, size, size);
     const int64_t expected = static_cast<int64_t>(scene.objects.size());
+    nlohmann::json scene_json{{"key", run_key}, {"caption", caption}, {"expected", expected},
+                              {"counts", nlohmann::json::object()}, {"rows", nlohmann::json::array()},
+                              {"grid", nlohmann::json::array()}};
+    // A scene finished by an earlier run with the same options is read back, not recomputed: the
+    // bench can be stopped at any time and rerun to go on (it takes hours on a CPU).
+    char stem[32];
+    std::snprintf(stem, sizeof stem, "scene_%04lld", static_cast<long long>(i));
+    const fs::path record = fs::path(o.output_dir) / "scenes" / (std::string(stem) + ".json");
+    if (fs::exists(record)) {
+      nlohmann::json done;
+      try {
+        std::ifstream in(record);
+        done = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception&) {
+        done = nullptr;  // unreadable: recompute it
+      }
+      if (done.is_object() && done.value("key", nlohmann::json()) == run_key && done.value("caption", "") == caption) {
+        std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << caption << " (from " << record.string()
+                  << ")\n";
+        for (const auto& name : done.at("rows")) {
+          for (const auto& [w, h] : canvases)
+            row(name.get<std::string>()).add(done.at("counts").at(name.get<std::string>()).at(canvas_name(w, h)).get<int64_t>(),
+                                             expected);
+        }
+        for (const auto& g : done.at("grid")) {
+          grid.push_back(read_image_rgb((record.parent_path() / g.at("file").get<std::string>()).string()));
+          labels.push_back(g.at("label").get<std::string>());
+        }
+        per_scene.push_back(done);
+        continue;
+      }
+    }
     std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << caption << "\n";
-    nlohmann::json scene_json{{"caption", caption}, {"counts", nlohmann::json::object()}};
 
     // Generates at every canvas with the given branch and mode; records the counts in `name`.
     auto judge_row = [&](const std::string& name, const SineBranch* branch, SineEditMode mode) {
@@ -115,10 +154,14 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
             branch ? sine_edit(pre, {*branch}, c) : sine_edit(pre, std::vector<SineBranch>{}, c);
         const int64_t found = static_cast<int64_t>(world::judge(img).found.size());
         row(name).add(found, expected);
+        if (k == 0) scene_json["rows"].push_back(name);
         scene_json["counts"][name][canvas_name(w, h)] = found;
         if (i < o.grid_scenes && k == 0) {
           grid.push_back(img);
           labels.push_back(name + ": " + std::to_string(found) + "/" + std::to_string(expected));
+          const std::string file = std::string(stem) + "_" + std::to_string(scene_json["grid"].size()) + ".png";
+          write_png((fs::path(o.output_dir) / "scenes" / file).string(), img);
+          scene_json["grid"].push_back({{"file", file}, {"label", labels.back()}});
         }
       }
     };
@@ -152,6 +195,7 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
       }
     }
     judge_row("pre-trained alone", nullptr, SineEditMode::Pretrained);
+    write_text_atomically(record.string(), scene_json.dump(2) + "\n");
     per_scene.push_back(scene_json);
   }
 

@@ -15,7 +15,8 @@
 // the fine-tuned model alone (its training prompt), with SINE (the source caption, model-based
 // guidance) and with the pre-trained model alone (the source caption); count the objects the judge
 // finds against the source: duplicated (more), lost (fewer), exact. Rates carry 95 % Wilson
-// intervals; patch vs whole is compared case by case (exact McNemar).
+// intervals; patch vs whole is compared case by case (exact McNemar). Each finished scene is kept in
+// output_dir/scenes/ and reused by a rerun with the same options: stop it any time, rerun to go on.
 namespace sine {
 
 struct SineResizeBenchOptions {
