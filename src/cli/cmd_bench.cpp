@@ -13,7 +13,7 @@
 #include "diffusion/guidance.h"
 #include "diffusion/noise_schedule.h"
 #include "eval/method_timing.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "models/attention_hook.h"
 #include "models/presets.h"
 #include "models/stable_diffusion.h"

@@ -13,7 +13,7 @@
 #include "core/progress.h"
 #include "eval/statistics.h"
 #include "io/image.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "methods/sine_edit.h"
 #include "world/caption.h"
 #include "world/judge.h"

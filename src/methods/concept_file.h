@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "methods/single_insert.h"
 
 namespace sine {

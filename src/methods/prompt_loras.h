@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "pipeline/prompt_syntax.h"
 
 // AUTOMATIC1111's <lora:NAME:TE[:UNET]> prompt tags: NAME.safetensors (kohya, diffusers or PEFT

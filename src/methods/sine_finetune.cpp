@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 
 namespace sine {
 

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "io/diffusers_keys.h"
 #include "io/safetensors.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 
 namespace fs = std::filesystem;
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "methods/image_encoder.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "pipeline/pipeline.h"
 #include "train/trainer.h"
 

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "methods/prompt_loras.h"
 #include "models/presets.h"
 

@@ -28,7 +28,7 @@
 #include "methods/concept_file.h"
 #include "methods/ddim_inversion.h"
 #include "methods/local_blend.h"
-#include "methods/lora.h"
+#include "models/lora.h"
 #include "methods/null_text_inversion.h"
 #include "methods/positional_grid.h"
 #include "methods/prompt_to_prompt.h"
