@@ -16,7 +16,7 @@ struct LoRAAdapter {
 // A linear layer that may carry low-rank adapters: y = W·x + b + Σ_i scale_i · up_i(down_i(x)).
 // Parameters are registered as "weight"/"bias" exactly like torch::nn::Linear, so checkpoint
 // keys do not change; adapters are not registered (they are not part of the base checkpoint) and
-// are owned by whoever attaches them (methods/lora.h collects them into a trainable set).
+// are owned by whoever attaches them (models/lora.h collects them into a trainable set).
 class AdaptableLinearImpl : public torch::nn::Cloneable<AdaptableLinearImpl> {
  public:
   AdaptableLinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
