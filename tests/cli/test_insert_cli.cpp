@@ -97,7 +97,8 @@ TEST(InsertCli, BenchInsertOracleNeedsNoTraining) {
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")));
   const auto& row = j["variants"]["oracle"];
-  EXPECT_EQ(row["images"], 10);  // 2 concepts x 5 prompts x 1 seed
+  EXPECT_EQ(row["images"], 14);  // 2 concepts x 7 prompts (5 edits, 2 without a background) x 1 seed
+  EXPECT_TRUE(row.contains("esr_interval") && row.contains("bg_distance"));
   EXPECT_EQ(row["seconds_per_concept"].get<double>(), 0.0);
   for (const char* k : {"fg_fidelity", "fg_color", "fg_shape", "fg_pattern"}) {
     ASSERT_TRUE(row.contains(k)) << k;
