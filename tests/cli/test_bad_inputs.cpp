@@ -193,6 +193,11 @@ TEST_F(BadInputs, MethodFilesAndOutputPaths) {
        "--masked-content"},
       {"render too large", "world render -W 100000 -H 100000 --caption 'a red circle' -o " + quote(out), "-W/-H"},
       {"render count 0", "world render --count 0 -o " + quote(path("renders")), "--count"},
+      {"buckets not WxH", "world train --work-dir " + quote(path("wt")) + " --buckets 64x63 -o " + quote(out),
+       "--buckets"},
+      {"eval width negative", "world eval --renders --count 1 -W -8 -o " + quote(path("ev")), "-W/--width"},
+      {"compare not json", "world compare " + quote(path("text.png")) + " " + quote(path("text.png")), "text.png"},
+      {"insert training prompt", "world bench-insert --training-prompt long --concepts 2 --seeds 1", "long"},
   };
   for (const auto& row : rows) check(row, out);
 }
