@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "io/json_file.h"
 #include "world/caption.h"
 #include "world/judge.h"
 #include "world/render.h"
@@ -158,7 +159,7 @@ void run_eval(EvalFlags f) {
   write_png(grid_path, make_grid(tiles, 4, 4, result.grid_labels),
             {{"model", result.model}, {"mode", eval::name_of(c.mode)}});
   const std::string json_path = (fs::path(f.output) / (stem + ".json")).string();
-  write_text_atomically(json_path, result.to_json().dump(2) + "\n");
+  write_json_file(json_path, result.to_json());
   std::cout << grid_path << "\n" << json_path << "\n";
 }
 
@@ -216,15 +217,7 @@ void register_world(CLI::App& app) {
   compare->add_option("a", files->first, "eval.json of the first evaluation")->required()->check(CLI::ExistingFile);
   compare->add_option("b", files->second, "eval.json of the second")->required()->check(CLI::ExistingFile);
   on_run(compare, [files] {
-    auto read = [](const std::string& path) {
-      std::ifstream in(path);
-      try {
-        return nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(path + ": not a JSON file (" + e.what() + ")");
-      }
-    };
-    const nlohmann::json a = read(files->first), b = read(files->second);
+    const nlohmann::json a = read_json_file(files->first), b = read_json_file(files->second);
     try {
       std::cout << eval::compare_world_evals(a, b).text();
     } catch (const nlohmann::json::exception& e) {

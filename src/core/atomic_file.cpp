@@ -35,7 +35,7 @@ void write_text_atomically(const std::string& path, const std::string& text) {
     std::ofstream out(tmp, std::ios::binary);
     out << text;
     out.flush();
-    if (!out) throw Error(path + ": cannot write");
+    if (!out) throw Error(path + ": write failed (disk full?)");
   });
 }
 

@@ -4,15 +4,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <random>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/statistics.h"
 #include "io/image.h"
+#include "io/json_file.h"
 #include "models/lora.h"
 #include "methods/sine_edit.h"
 #include "world/caption.h"
@@ -534,7 +533,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     write_png(path, make_grid(wide_images, 4, 4, wide_labels));
     out["resize_grid"] = path;
   }
-  write_text_atomically((fs::path(o.output_dir) / "results.json").string(), out.dump(2) + "\n");
+  write_json_file((fs::path(o.output_dir) / "results.json").string(), out);
   std::cout << "\nwrote " << o.output_dir << "/results.json, grid.png, resize.png (" << fmt(out["seconds"].get<double>(), "%.0f")
             << " s)\n";
   return out;

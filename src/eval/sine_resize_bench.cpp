@@ -1,19 +1,19 @@
 #include "eval/sine_resize_bench.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <fstream>
 #include <random>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/report_table.h"
 #include "eval/statistics.h"
 #include "io/image.h"
+#include "io/json_file.h"
 #include "methods/sine_edit.h"
 #include "methods/sine_finetune.h"
 #include "world/caption.h"
@@ -38,14 +38,8 @@ struct CountRow {
   }
 };
 
-int64_t count_true(const std::vector<bool>& v) {
-  int64_t n = 0;
-  for (bool b : v) n += b;
-  return n;
-}
-
 eval::Rate rate_of(const std::vector<bool>& v) {
-  return eval::wilson(count_true(v), static_cast<int64_t>(v.size()));
+  return eval::wilson(std::count(v.begin(), v.end(), true), static_cast<int64_t>(v.size()));
 }
 
 std::string canvas_name(int64_t w, int64_t h) { return std::to_string(w) + "x" + std::to_string(h); }
@@ -115,9 +109,8 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
     if (fs::exists(record)) {
       nlohmann::json done;
       try {
-        std::ifstream in(record);
-        done = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception&) {
+        done = read_json_file(record.string());
+      } catch (const Error&) {
         done = nullptr;  // unreadable: recompute it
       }
       if (done.is_object() && done.value("key", nlohmann::json()) == run_key && done.value("caption", "") == caption) {
@@ -195,7 +188,7 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
       }
     }
     judge_row("pre-trained alone", nullptr, SineEditMode::Pretrained);
-    write_text_atomically(record.string(), scene_json.dump(2) + "\n");
+    write_json_file(record.string(), scene_json);
     per_scene.push_back(scene_json);
   }
 
@@ -238,7 +231,7 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
     write_png(path, make_grid(grid, cols, 4, labels));
     out["grid"] = path;
   }
-  write_text_atomically((fs::path(o.output_dir) / "results.json").string(), out.dump(2) + "\n");
+  write_json_file((fs::path(o.output_dir) / "results.json").string(), out);
   std::cout << "\nwrote " << o.output_dir << "/results.json, resize.png\n";
   return out;
 }

@@ -1,5 +1,6 @@
 #include "eval/specref_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -143,14 +144,13 @@ struct Tally {
     leak += lk;
     seconds += s;
   }
+  int64_t leaked() const { return std::count(leaks.begin(), leaks.end(), true); }
   nlohmann::json json() const {
     const double d = std::max<int64_t>(n, 1);
-    int64_t leaked = 0;
-    for (bool b : leaks) leaked += b;
     return {{"n", n},          {"success", pass / d},   {"color", color / d},         {"shape", shape / d},
             {"pattern", pattern / d}, {"background_psnr", bg_psnr / d}, {"reference_bg_leak", leak / d},
             {"seconds_per_edit", seconds / d}, {"success_interval", to_json(wilson(pass, n))},
-            {"leaked", to_json(wilson(leaked, n))}};
+            {"leaked", to_json(wilson(leaked(), n))}};
   }
 };
 
@@ -376,10 +376,8 @@ SpecRefBenchReport run_specref_bench(Pipeline& pipe, const SpecRefBenchOptions& 
   for (const auto& [name, tl] : ablation) line(name, tl);
   t << "(leaked: a tenth or more of the edited object in the reference's background colors; rate [95% Wilson])\n";
   auto leaked_line = [&](const std::string& name, const Tally& tl) {
-    int64_t leaked = 0;
-    for (bool b : tl.leaks) leaked += b;
     t << "  " << std::left << std::setw(14) << name << " success " << format_rate(wilson(tl.pass, tl.n)) << "  leaked "
-      << format_rate(wilson(leaked, tl.n)) << "\n";
+      << format_rate(wilson(tl.leaked(), tl.n)) << "\n";
   };
   leaked_line("p2p swap", p2p_tally);  // no reference at all: the measure's floor
   leaked_line("specref", sr_tally);

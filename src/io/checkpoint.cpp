@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -73,27 +74,6 @@ void check_components(const std::map<std::string, torch::Tensor>& tensors, const
   }
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open");
-  std::stringstream text;
-  text << f.rdbuf();
-  try {
-    return nlohmann::json::parse(text.str());
-  } catch (const std::exception& e) {
-    throw Error(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-}
-
-void write_json(const std::string& path, const nlohmann::json& j) {
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    f.close();
-    if (!f) throw Error(path + ": write failed (disk full?)");
-  });
-}
-
 CheckpointData load_single_file(const std::string& path) {
   SafeTensors st = SafeTensors::open(path);
   CheckpointData d;
@@ -138,7 +118,7 @@ CheckpointData load_diffusers(const std::string& path, std::vector<ConfigOverrid
     for (const auto& key : files.back().keys()) prefixed_keys.push_back(c.folder + "." + key);
     const fs::path config = fs::path(path) / c.folder / "config.json";
     if (!fs::exists(config)) continue;
-    const nlohmann::json j = read_json(config.string());
+    const nlohmann::json j = read_json_file(config.string());
     if (c.folder == "unet") config_sources.push_back(ConfigOverrides::from_diffusers_unet(j, config.string()));
     if (c.folder == "vae") config_sources.push_back(ConfigOverrides::from_diffusers_vae(j, config.string()));
     if (c.folder == "text_encoder") config_sources.push_back(ConfigOverrides::from_transformers_text(j, config.string()));
@@ -280,11 +260,11 @@ void save_diffusers(const std::string& dir, const std::map<std::string, torch::T
     const fs::path folder = fs::path(dir) / c.folder;
     fs::create_directories(folder);
     save_safetensors((folder / (c.weights_stem + ".safetensors")).string(), parts[c.folder], metadata);
-    write_json((folder / "config.json").string(), configs.at(c.folder));
+    write_json_file((folder / "config.json").string(), configs.at(c.folder));
   }
   fs::create_directories(fs::path(dir) / "scheduler");
-  write_json((fs::path(dir) / "scheduler" / "scheduler_config.json").string(), sd_scheduler_config());
-  write_json((fs::path(dir) / "model_index.json").string(),
+  write_json_file((fs::path(dir) / "scheduler" / "scheduler_config.json").string(), sd_scheduler_config());
+  write_json_file((fs::path(dir) / "model_index.json").string(),
              {{"_class_name", "StableDiffusionPipeline"},
               {"_diffusers_version", "0.27.2"},
               {"requires_safety_checker", false},

@@ -112,6 +112,15 @@ float median(std::vector<float> v) {
 
 // ---- background ----------------------------------------------------------------------------
 
+// The share of pixel (x, y) in a layout's second tone, supersampled as the renderer draws it.
+float pixel_share(const Background& layout, int64_t x, int64_t y, int64_t h, int64_t w) {
+  const int ss = supersampling_for(h, w);
+  float share = 0;
+  for (int a = 0; a < ss; ++a)
+    for (int b = 0; b < ss; ++b) share += background_share(layout, x + (b + 0.5f) / ss, y + (a + 0.5f) / ss, h, w);
+  return share / static_cast<float>(ss * ss);
+}
+
 struct BackgroundModel {
   BackgroundFit fit;
   // Two-tone backgrounds (textures and splits): every pixel takes tone_a, tone_b or, at a cell
@@ -127,7 +136,6 @@ struct BackgroundModel {
   // as the renderer draws them.
   std::vector<Vec3> colors(const Image& img) const {
     std::vector<Vec3> out(img.h * img.w);
-    const int ss = supersampling_for(img.h, img.w);
     for (int64_t y = 0; y < img.h; ++y) {
       for (int64_t x = 0; x < img.w; ++x) {
         const int64_t i = y * img.w + x;
@@ -135,15 +143,8 @@ struct BackgroundModel {
           out[i] = at(img, y, x);
           continue;
         }
-        float share_b = 0;
-        if (layout.kind == BackgroundKind::noisy) {
-          share_b = project(img.lab[i], tone_a, tone_b).first;
-        } else {
-          for (int a = 0; a < ss; ++a)
-            for (int b = 0; b < ss; ++b)
-              share_b += background_share(layout, x + (b + 0.5f) / ss, y + (a + 0.5f) / ss, img.h, img.w);
-          share_b /= static_cast<float>(ss * ss);
-        }
+        const float share_b = layout.kind == BackgroundKind::noisy ? project(img.lab[i], tone_a, tone_b).first
+                                                                   : pixel_share(layout, x, y, img.h, img.w);
         for (int c = 0; c < 3; ++c) out[i][c] = (1 - share_b) * tone_a_rgb[c] + share_b * tone_b_rgb[c];
       }
     }
@@ -275,14 +276,10 @@ BackgroundModel two_tone_model(const Background& layout, const Vec3& a, const Ve
 BackgroundModel fit_layout_background(const Image& img, const std::vector<int64_t>& border, BackgroundKind kind) {
   Background layout;
   layout.kind = kind;
-  const int ss = supersampling_for(img.h, img.w);
   std::array<std::vector<int64_t>, 2> classes;
   for (int64_t i : border) {
     const int64_t y = i / img.w, x = i % img.w;
-    float share = 0;
-    for (int a = 0; a < ss; ++a)
-      for (int b = 0; b < ss; ++b) share += background_share(layout, x + (b + 0.5f) / ss, y + (a + 0.5f) / ss, img.h, img.w);
-    share /= static_cast<float>(ss * ss);
+    const float share = pixel_share(layout, x, y, img.h, img.w);
     // Cell edges, and a blurry image's pixels next to them, blend both tones.
     bool pure = share == 0.0f || share == 1.0f;
     for (int64_t dy = -1; dy <= 1 && pure; ++dy)

@@ -160,13 +160,6 @@ void place(std::mt19937_64& rng, const SceneSampling& opts, std::vector<Object>&
   }
 }
 
-// Normalized center range that keeps an object of half-extent `half` (min-side units) inside a
-// canvas axis `span` min-side units long, with a small frame margin.
-std::pair<float, float> caption_center_range(float half, float span) {
-  constexpr float kFrame = 0.01f;
-  return {(half + kFrame) / span, 1.0f - (half + kFrame) / span};
-}
-
 bool overlaps(const Object& a, const Object& b, float span_x, float span_y) {
   constexpr float kGap = 0.02f;  // objects must not touch, or the judge sees one blob
   const float reach = (extent_of(a.size) + extent_of(b.size)) / 2 + kGap;
@@ -179,8 +172,8 @@ Scene lay_out_caption_scene(Scene scene, float aspect) {
   const float span_x = aspect / std::min(aspect, 1.0f), span_y = 1.0f / std::min(aspect, 1.0f);
   auto clamp_inside = [&](Object& o) {
     const float half = extent_of(o.size) / 2;
-    auto [x0, x1] = caption_center_range(half, span_x);
-    auto [y0, y1] = caption_center_range(half, span_y);
+    auto [x0, x1] = center_range(half, span_x);
+    auto [y0, y1] = center_range(half, span_y);
     o.cx = std::clamp(o.cx, x0, std::max(x0, x1));
     o.cy = std::clamp(o.cy, y0, std::max(y0, y1));
   };
