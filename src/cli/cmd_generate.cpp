@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
-#include "methods/prompt_loras.h"
+#include "pipeline/prompt_loras.h"
 
 namespace sine {
 

@@ -9,9 +9,9 @@
 #include "core/progress.h"
 #include "eval/insert_bench.h"
 #include "io/image.h"
-#include "methods/concept_file.h"
+#include "methods/singleinsert/concept_file.h"
 #include "methods/method_parameters.h"
-#include "methods/single_insert.h"
+#include "methods/singleinsert/single_insert.h"
 
 namespace sine {
 

@@ -14,10 +14,10 @@
 #include "eval/sine_bench.h"
 #include "eval/sine_resize_bench.h"
 #include "io/image.h"
-#include "methods/sine_edit.h"
-#include "methods/sine_finetune.h"
+#include "methods/sine/sine_edit.h"
+#include "methods/sine/sine_finetune.h"
 #include "methods/method_parameters.h"
-#include "methods/sine_model.h"
+#include "methods/sine/sine_model.h"
 
 namespace fs = std::filesystem;
 

@@ -11,14 +11,14 @@
 #include "eval/specref_bench.h"
 #include "io/image.h"
 #include "io/safetensors.h"
-#include "methods/ddim_inversion.h"
-#include "methods/local_blend.h"
-#include "methods/null_text_inversion.h"
-#include "methods/prompt_to_prompt.h"
+#include "methods/inversion/ddim_inversion.h"
+#include "methods/p2p/local_blend.h"
+#include "methods/inversion/null_text_inversion.h"
+#include "methods/p2p/prompt_to_prompt.h"
 #include "methods/method_parameters.h"
-#include "methods/real_image_edit.h"
-#include "methods/specref.h"
-#include "methods/word_alignment.h"
+#include "methods/p2p/real_image_edit.h"
+#include "methods/specref/specref.h"
+#include "methods/p2p/word_alignment.h"
 
 namespace fs = std::filesystem;
 

@@ -13,7 +13,7 @@
 #include "io/image.h"
 #include "eval/report_table.h"
 #include "eval/statistics.h"
-#include "methods/concept_file.h"
+#include "methods/singleinsert/concept_file.h"
 #include "world/caption.h"
 #include "world/judge.h"
 #include "world/render.h"

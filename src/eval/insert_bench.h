@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "methods/single_insert.h"
+#include "methods/singleinsert/single_insert.h"
 #include "pipeline/pipeline.h"
 #include "world/scene.h"
 

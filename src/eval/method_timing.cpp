@@ -10,10 +10,10 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/sine_bench.h"
-#include "methods/sine_edit.h"
-#include "methods/sine_finetune.h"
-#include "methods/single_insert.h"
-#include "methods/specref.h"
+#include "methods/sine/sine_edit.h"
+#include "methods/sine/sine_finetune.h"
+#include "methods/singleinsert/single_insert.h"
+#include "methods/specref/specref.h"
 #include "models/lora_linear.h"
 
 namespace sine {

@@ -13,7 +13,7 @@
 #include "io/image.h"
 #include "io/json_file.h"
 #include "models/lora.h"
-#include "methods/sine_edit.h"
+#include "methods/sine/sine_edit.h"
 #include "world/caption.h"
 #include "world/judge.h"
 #include "world/render.h"

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "methods/sine_finetune.h"
+#include "methods/sine/sine_finetune.h"
 #include "pipeline/pipeline.h"
 
 // `sine world bench-sine`: SINE judged on the shapes world. For each source scene (rendered from

@@ -3,10 +3,10 @@
 #include <vector>
 
 #include "io/generation_parameters.h"
-#include "methods/real_image_edit.h"
-#include "methods/single_insert.h"
-#include "methods/sine_edit.h"
-#include "methods/specref.h"
+#include "methods/p2p/real_image_edit.h"
+#include "methods/singleinsert/single_insert.h"
+#include "methods/sine/sine_edit.h"
+#include "methods/specref/specref.h"
 
 // What each method's image was made with, as AUTOMATIC1111's "parameters" PNG text: the fields
 // A1111 writes (Steps, Sampler, CFG scale, Seed, Size, Model hash, Model) and then the method's

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "diffusion/sampler.h"
-#include "methods/real_image_edit.h"  // StageCallback: the methods' multi-stage runs
+#include "methods/stage.h"
 #include "server/artifacts.h"
 
 // One job at a time on the one model, the rest waiting in a bounded queue. A job is a function

@@ -3,15 +3,15 @@
 #include <algorithm>
 
 #include "io/image.h"
-#include "methods/concept_file.h"
+#include "methods/singleinsert/concept_file.h"
 #include "methods/method_parameters.h"
-#include "methods/real_image_edit.h"
-#include "methods/single_insert.h"
-#include "methods/sine_edit.h"
-#include "methods/sine_finetune.h"
-#include "methods/sine_model.h"
-#include "methods/specref.h"
-#include "methods/word_alignment.h"
+#include "methods/p2p/real_image_edit.h"
+#include "methods/singleinsert/single_insert.h"
+#include "methods/sine/sine_edit.h"
+#include "methods/sine/sine_finetune.h"
+#include "methods/sine/sine_model.h"
+#include "methods/specref/specref.h"
+#include "methods/p2p/word_alignment.h"
 #include "server/request_fields.h"
 
 namespace sine::server {

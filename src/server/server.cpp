@@ -14,7 +14,7 @@
 #include "server/artifacts.h"
 #include "server/jobs.h"
 #include "server/method_jobs.h"
-#include "methods/prompt_loras.h"
+#include "pipeline/prompt_loras.h"
 #include "server/openapi.h"
 #include "server/page_assets.h"
 #include "server/request_fields.h"

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "methods/image_encoder.h"
+#include "methods/singleinsert/image_encoder.h"
 
 namespace sine {
 namespace {

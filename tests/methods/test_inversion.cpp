@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "methods/ddim_inversion.h"
-#include "methods/null_text_inversion.h"
+#include "methods/inversion/ddim_inversion.h"
+#include "methods/inversion/null_text_inversion.h"
 #include "specref_test_util.h"
 
 namespace sine {

@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "models/lora.h"
-#include "methods/prompt_loras.h"
+#include "pipeline/prompt_loras.h"
 #include "models/presets.h"
 
 namespace {

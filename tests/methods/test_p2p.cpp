@@ -6,10 +6,10 @@
 
 #include "core/error.h"
 #include "methods/attention_layout.h"
-#include "methods/attention_store.h"
-#include "methods/local_blend.h"
-#include "methods/prompt_to_prompt.h"
-#include "methods/word_alignment.h"
+#include "methods/p2p/attention_store.h"
+#include "methods/p2p/local_blend.h"
+#include "methods/p2p/prompt_to_prompt.h"
+#include "methods/p2p/word_alignment.h"
 #include "specref_test_util.h"
 
 namespace sine {

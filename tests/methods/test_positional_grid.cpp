@@ -5,8 +5,8 @@
 
 #include "core/error.h"
 #include "io/image.h"
-#include "methods/positional_grid.h"
-#include "methods/sine_patch.h"
+#include "methods/sine/positional_grid.h"
+#include "methods/sine/sine_patch.h"
 #include "models/unet.h"
 
 using namespace sine;

@@ -12,9 +12,9 @@
 #include "core/error.h"
 #include "io/image.h"
 #include "io/safetensors.h"
-#include "methods/ddim_inversion.h"
-#include "methods/null_text_inversion.h"
-#include "methods/real_image_edit.h"
+#include "methods/inversion/ddim_inversion.h"
+#include "methods/inversion/null_text_inversion.h"
+#include "methods/p2p/real_image_edit.h"
 #include "specref_test_util.h"
 
 namespace sine {

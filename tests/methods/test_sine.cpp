@@ -8,10 +8,10 @@
 #include "core/progress.h"
 #include "diffusion/ddim.h"
 #include "io/safetensors.h"
-#include "methods/sine_edit.h"
-#include "methods/sine_finetune.h"
-#include "methods/sine_guidance.h"
-#include "methods/sine_model.h"
+#include "methods/sine/sine_edit.h"
+#include "methods/sine/sine_finetune.h"
+#include "methods/sine/sine_guidance.h"
+#include "methods/sine/sine_model.h"
 
 namespace fs = std::filesystem;
 using namespace sine;

@@ -6,8 +6,8 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "methods/concept_file.h"
-#include "methods/single_insert.h"
+#include "methods/singleinsert/concept_file.h"
+#include "methods/singleinsert/single_insert.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
 

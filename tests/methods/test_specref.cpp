@@ -9,8 +9,8 @@
 
 #include "core/error.h"
 #include "methods/attention_layout.h"
-#include "methods/specref.h"
-#include "methods/word_alignment.h"
+#include "methods/specref/specref.h"
+#include "methods/p2p/word_alignment.h"
 #include "models/presets.h"
 #include "specref_test_util.h"
 

@@ -21,7 +21,7 @@
 
 #include "core/error.h"
 #include "io/generation_parameters.h"
-#include "methods/real_image_edit.h"
+#include "methods/p2p/real_image_edit.h"
 #include "server/image_codec.h"
 #include "server/jobs.h"
 #include "server/request_fields.h"
