@@ -12,6 +12,8 @@
 #include "methods/sine/sine_finetune.h"
 #include "methods/sine/sine_guidance.h"
 #include "methods/sine/sine_model.h"
+#include "methods/sine/sine_patch.h"
+#include "diffusion/noise_schedule.h"
 
 namespace fs = std::filesystem;
 using namespace sine;
@@ -262,6 +264,50 @@ TEST(SineFinetune, PatchModeUsesTheGridAndTheReconstructionTerm) {
   EXPECT_EQ(whole.loss(gen2).recon_loss.item<double>(), 0.0);
 }
 
+// The patch fine-tune's loss put together by hand from the same draws: crop → posterior sample →
+// t → noise, x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·n with SD's scaled-linear ᾱ written out here, the UNet on
+// the training prompt with the grid sliced to the crop, then ‖ε̂ − n‖² + w·(t/1000)²·mean|x̂0 − x0|.
+TEST(SineFinetune, PatchLossEqualsAHandBuiltComputation) {
+  Pipeline pipe = micro_pipeline();
+  auto cfg = quick_config(SineMode::Patch);
+  cfg.recon_weight = 2.0;  // so the weight's wiring shows in the total
+  SineFinetuner ft(pipe, test_image(), cfg);
+  Pipeline ref = micro_pipeline();  // the same weights, never trained
+  PatchSampler sampler(test_image(), ref.native_size(), 16, cfg.min_patch_fraction);
+  PositionalGrid grid({8, 16, cfg.grid_interpolation});
+  auto betas = torch::linspace(std::sqrt(0.00085), std::sqrt(0.012), 1000, torch::kFloat64).pow(2);
+  auto alpha_bar = torch::cumprod(1 - betas, 0);
+  torch::NoGradGuard no_grad;
+  auto context = ref.model()->text_encoder->encode(ref.tokenize("photo of a sks thing")).last_hidden_state;
+  int with_recon = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    SineLossParts parts = ft.loss(gen);
+
+    auto hand = at::make_generator<at::CPUGeneratorImpl>(seed);
+    PatchSample crop = sampler.sample(hand);
+    auto x0 = ref.encode_image(crop.image, hand);
+    const int64_t t = sample_timesteps(1, hand).item<int64_t>();
+    auto noise = torch::randn(x0.sizes(), hand, torch::kFloat32);
+    const double a = alpha_bar[t].item<double>();
+    auto x_t = std::sqrt(a) * x0 + std::sqrt(1 - a) * noise;
+    auto eps = ref.model()->unet->forward(x_t, torch::full({1}, t, torch::kLong), context,
+                                          grid.crop(crop.box, x0.size(2), x0.size(3)));
+    const double eps_loss = (eps - noise).pow(2).mean().item<double>();
+    auto x0_hat = (x_t - std::sqrt(1 - a) * eps) / std::sqrt(a);
+    const double recon = (x0_hat - x0).abs().mean().item<double>() * (t / 1000.0) * (t / 1000.0);
+
+    EXPECT_EQ(parts.t, t);
+    EXPECT_EQ(parts.box.y0, crop.box.y0);
+    EXPECT_EQ(parts.box.x1, crop.box.x1);
+    EXPECT_NEAR(parts.eps_loss.item<double>(), eps_loss, 1e-5 * (1 + eps_loss));
+    EXPECT_NEAR(parts.recon_loss.item<double>(), recon, 1e-5 * (1 + recon));
+    EXPECT_NEAR(parts.total.item<double>(), eps_loss + 2.0 * recon, 1e-5 * (1 + eps_loss + recon));
+    with_recon += recon > 1e-4;
+  }
+  EXPECT_GT(with_recon, 0);  // the term is not vacuously zero on these draws
+}
+
 TEST(SineFinetune, ResumeEqualsUninterrupted) {
   fs::path dir = temp_dir("resume");
   auto run = [&](bool interrupted) {
@@ -369,6 +415,60 @@ TEST(SineEdit, GridOnlyInTheFinetunedBranchAndAnySize) {
   c.mode = SineEditMode::NoGuidance;
   EXPECT_FALSE(torch::allclose(sine_edit_latents(pre, {b}, c), pretrained));
   EXPECT_THROW(sine_edit_latents(pre, {}, c), Error);
+}
+
+// SINE's edit put together by hand: x_T from the seed, then DDIM (η = 0, LDM timesteps and ᾱ
+// written out here) with ε = ε_u + s·((1 − Σβ_i)·ε_c + Σβ_i·ε_f,i − ε_u) over the branches with
+// t ≥ K_i: ε_u and ε_c the pre-trained UNet on "" and the edit prompt with no grid, each ε_f,i its
+// fine-tuned UNet on its own prompt with its own grid stretched to the 2× wide latent.
+TEST(SineEdit, EqualsAHandWrittenLoopOverTheModels) {
+  Pipeline pre = micro_pipeline(1);
+  Pipeline patch = micro_pipeline(2), whole = micro_pipeline(3);  // stand-ins for two fine-tunes
+  PositionalGrid grid({8, 16, GridInterpolation::Bilinear});
+  const double v = 0.6;
+  SineBranch a{&patch, &grid, "photo of a sks thing", sine_beta(v, 2), 500};
+  SineBranch b{&whole, nullptr, "photo of a sks shape", sine_beta(v, 2), 800};
+  SineEditConfig c;
+  c.edit_prompt = "abc";
+  c.width = 32;  // latent 8 x 16
+  c.steps = 6;
+  c.scale = 5.0;
+  c.seed = 3;
+  auto got = sine_edit_latents(pre, {a, b}, c);
+
+  torch::NoGradGuard no_grad;
+  auto unet = [](Pipeline& p, const torch::Tensor& x, int64_t t, const std::string& prompt, torch::Tensor g) {
+    return p.model()->unet->forward(x, torch::full({1}, t, torch::kLong), p.encode_prompt(prompt), g);
+  };
+  auto betas = torch::linspace(std::sqrt(0.00085), std::sqrt(0.012), 1000, torch::kFloat64).pow(2);
+  auto alpha_bar = torch::cumprod(1 - betas, 0);
+  torch::Generator gen = pre.make_generator(c.seed);
+  auto x = pre.randn({1, 4, 8, 16}, gen);
+  const torch::Tensor stretched = grid.stretched(8, 16);
+  const int64_t stride = 1000 / c.steps;  // 166: timesteps 831, 665, 499, 333, 167, 1
+  for (int64_t i = c.steps - 1; i >= 0; --i) {
+    const int64_t t = i * stride + 1;
+    auto e_u = unet(pre, x, t, "", {}), e_c = unet(pre, x, t, "abc", {});
+    torch::Tensor mix = e_c, eps = e_u + c.scale * (e_c - e_u);
+    if (t >= a.K) {  // both branches at t >= 800, only the patch model at 500 <= t < 800
+      double beta_sum = a.beta;
+      mix = a.beta * unet(patch, x, t, a.prompt, stretched);
+      if (t >= b.K) {
+        beta_sum += b.beta;
+        mix = mix + b.beta * unet(whole, x, t, b.prompt, {});
+      }
+      eps = e_u + c.scale * ((1 - beta_sum) * e_c + mix - e_u);
+    }
+    const double at = alpha_bar[t].item<double>();
+    const double prev = t - stride >= 0 ? alpha_bar[t - stride].item<double>() : alpha_bar[0].item<double>();
+    auto x0 = (x - std::sqrt(1 - at) * eps) / std::sqrt(at);
+    x = std::sqrt(prev) * x0 + std::sqrt(1 - prev) * eps;
+  }
+  EXPECT_TRUE(torch::allclose(got, x, 1e-4, 1e-5)) << (got - x).abs().max().item<double>();
+  EXPECT_NEAR(sine_v({a, b}), v, 1e-12);
+  // Not vacuous: without the branches the result is another image.
+  c.mode = SineEditMode::Pretrained;
+  EXPECT_GT((sine_edit_latents(pre, {a, b}, c) - x).abs().max().item<double>(), 1e-3);
 }
 
 TEST(SineFinetune, LoRAModeTrainsOnlyAdaptersAndRoundTrips) {
