@@ -68,6 +68,45 @@ TEST(ImageEncoder, AttentionEqualsTorchMultiheadAttention) {
   EXPECT_LT((attn->forward(x) - expected).abs().max().item<double>(), 1e-5);
 }
 
+// The whole forward written out from the parameters by name (OpenAI's VisionTransformer.forward):
+// patch conv → [CLS; patches] + positional → ln_pre → pre-LN blocks (torch's MultiheadAttention,
+// c_fc → QuickGELU → c_proj) → ln_post on CLS → @ proj.
+TEST(ImageEncoder, FullForwardEqualsAnIndependentComputation) {
+  namespace F = torch::nn::functional;
+  torch::manual_seed(3);
+  const auto c = ImageEncoderConfig::preset("tiny", 32);
+  ImageEncoder enc(c);
+  torch::NoGradGuard no_grad;
+  for (auto& p : enc->parameters()) p.add_(0.05 * torch::randn_like(p));  // biases and norms not at their init
+  std::map<std::string, torch::Tensor> P;
+  for (const auto& item : enc->named_parameters()) P[item.key()] = item.value();
+  auto pixels = torch::randn({2, 3, c.image_size, c.image_size});
+  const int64_t B = 2, w = c.width;
+  auto x = F::conv2d(pixels, P.at("conv1.weight"), F::Conv2dFuncOptions().stride(c.patch_size));
+  x = x.flatten(2).transpose(1, 2);  // [B, grid², w]
+  x = torch::cat({P.at("class_embedding").view({1, 1, w}).expand({B, 1, w}), x}, 1) + P.at("positional_embedding");
+  auto ln = [&](const torch::Tensor& t, const std::string& name) {
+    return torch::layer_norm(t, {w}, P.at(name + ".weight"), P.at(name + ".bias"), 1e-5);
+  };
+  x = ln(x, "ln_pre");
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string b = "transformer.resblocks." + std::to_string(l) + ".";
+    torch::nn::MultiheadAttention mha(torch::nn::MultiheadAttentionOptions(w, c.heads));
+    mha->in_proj_weight.copy_(P.at(b + "attn.in_proj_weight"));
+    mha->in_proj_bias.copy_(P.at(b + "attn.in_proj_bias"));
+    mha->out_proj->weight.copy_(P.at(b + "attn.out_proj.weight"));
+    mha->out_proj->bias.copy_(P.at(b + "attn.out_proj.bias"));
+    auto h = ln(x, b + "ln_1").transpose(0, 1);  // sequence-first
+    x = x + std::get<0>(mha->forward(h, h, h)).transpose(0, 1);
+    h = F::linear(ln(x, b + "ln_2"), P.at(b + "mlp.c_fc.weight"), P.at(b + "mlp.c_fc.bias"));
+    x = x + F::linear(h * torch::sigmoid(1.702 * h), P.at(b + "mlp.c_proj.weight"), P.at(b + "mlp.c_proj.bias"));
+  }
+  auto expected = torch::matmul(ln(x.select(1, 0), "ln_post"), P.at("proj"));
+  auto got = enc->forward(pixels);
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  EXPECT_LT((got - expected).abs().max().item<double>(), 1e-5 * (1 + expected.abs().max().item<double>()));
+}
+
 TEST(ImageEncoder, PreprocessAndForwardShapes) {
   ImageEncoder enc(ImageEncoderConfig::preset("tiny", 32));
   torch::Tensor white = torch::full({100, 80, 3}, 255, torch::kUInt8);
