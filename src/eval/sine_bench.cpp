@@ -5,10 +5,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/validate.h"
+#include "eval/report_table.h"
 #include "eval/statistics.h"
 #include "io/image.h"
 #include "io/json_file.h"
@@ -165,6 +169,180 @@ Score score(const EditCase& e, const world::Verdict& v) {
   return s;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Run: one scene -> its fine-tunes, every method's judged edits, the sweeps and the 2x sizes.
+
+// The compared methods, in table order, with the fine-tune and the mode each edits with.
+enum class Tune { Whole, Patch, LoRA, None };
+struct Method {
+  std::string name;
+  Tune tune;
+  SineEditMode mode;
+  const char* label;  // in the grid
+};
+std::vector<Method> bench_methods(bool lora) {
+  std::vector<Method> m{{"SINE (whole)", Tune::Whole, SineEditMode::Sine, "SINE whole"},
+                        {"SINE (patch)", Tune::Patch, SineEditMode::Sine, "SINE patch"},
+                        {"no guidance (whole)", Tune::Whole, SineEditMode::NoGuidance, "no-guid whole"},
+                        {"no guidance (patch)", Tune::Patch, SineEditMode::NoGuidance, "no-guid patch"},
+                        {"pre-trained alone", Tune::None, SineEditMode::Pretrained, "pre-trained"}};
+  if (lora) {
+    m.push_back({"SINE (LoRA whole)", Tune::LoRA, SineEditMode::Sine, "SINE LoRA"});
+    m.push_back({"no guidance (LoRA whole)", Tune::LoRA, SineEditMode::NoGuidance, "no-guid LoRA"});
+  }
+  return m;
+}
+
+struct EditResult {
+  EditKind kind;
+  std::string prompt;
+  std::vector<Score> methods;           // bench_methods order
+  std::vector<Score> k_sweep, v_sweep;  // options' order; empty where the sweeps did not run
+  std::vector<torch::Tensor> row;       // source, target, one image per method
+};
+
+struct ResizeResult {
+  std::string row;  // "patch (grid), SINE", ...
+  int64_t found = 0, expected = 0;
+};
+
+struct SceneResult {
+  std::string caption;
+  std::vector<EditResult> edits;
+  std::vector<ResizeResult> resize;
+  std::vector<std::pair<torch::Tensor, std::string>> resize_images;  // fine-tuned alone, for resize.png
+  double whole_seconds_per_step = 0, patch_seconds_per_step = 0, lora_seconds_per_step = 0;
+};
+
+SceneResult run_scene(Pipeline& pre, const SineBenchOptions& o, int64_t i) {
+  const int64_t size = pre.native_size();
+  world::SceneSampling sampling;
+  sampling.max_objects = 2;
+  sampling.p_gradient = 0;
+  sampling.p_checkered = 0;
+  sampling.p_striped = 0;
+  sampling.p_dotted = 0;
+  std::mt19937_64 rng(o.seed + static_cast<uint64_t>(i));
+  const world::Scene scene = world::sample_scene(rng, sampling);
+  SceneResult r;
+  r.caption = world::caption(scene);
+  const torch::Tensor image = world::render_scene(scene, size, size);
+  const std::vector<EditCase> edits = make_edits(scene, rng);
+  std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << r.caption << "\n";
+
+  // Fine-tune the base whole image (no grid: the ablation), patch mode (grid) and, with a rank,
+  // ★ LoRA (whole image; the adapters stay attached to its model after the finetuner is gone).
+  auto finetune = [&](SineMode mode, int64_t steps, double& seconds_per_step, int64_t lora_rank = 0) {
+    auto pipe = std::make_unique<Pipeline>(Pipeline::load(o.model));
+    SineFinetuneConfig c;
+    c.class_word = "picture";
+    c.mode = mode;
+    c.steps = steps;
+    c.lr = lora_rank > 0 ? o.lora_lr : o.lr;
+    c.lora_rank = lora_rank;
+    c.seed = 23 + static_cast<uint64_t>(i);
+    SineFinetuner ft(*pipe, image, c);
+    auto t0 = Clock::now();
+    ft.train();
+    seconds_per_step = seconds_since(t0) / static_cast<double>(steps);
+    std::optional<PositionalGrid> grid;
+    if (ft.grid()) grid.emplace(*ft.grid());
+    return std::make_pair(std::move(pipe), std::move(grid));
+  };
+  auto [whole_pipe, no_grid] = finetune(SineMode::Whole, o.whole_steps, r.whole_seconds_per_step);
+  auto [patch_pipe, grid] = finetune(SineMode::Patch, o.patch_steps, r.patch_seconds_per_step);
+  std::unique_ptr<Pipeline> lora_pipe;
+  if (o.lora_rank > 0) lora_pipe = finetune(SineMode::Whole, o.whole_steps, r.lora_seconds_per_step, o.lora_rank).first;
+  const std::string desc = sine_training_prompt("photo of a sks {class}", "picture");
+  const double beta = sine_beta(o.v);
+  SineBranch whole_branch{whole_pipe.get(), nullptr, desc, beta, o.K};
+  SineBranch patch_branch{patch_pipe.get(), &*grid, desc, beta, o.K};
+  SineBranch lora_branch{lora_pipe.get(), nullptr, desc, beta, o.K};
+  auto branches_of = [&](Tune t) -> std::vector<SineBranch> {
+    switch (t) {
+      case Tune::Whole: return {whole_branch};
+      case Tune::Patch: return {patch_branch};
+      case Tune::LoRA: return {lora_branch};
+      default: return {};
+    }
+  };
+
+  const std::vector<Method> methods = bench_methods(o.lora_rank > 0);
+  const bool sweep_here = o.sweeps && (o.sweep_scenes < 0 || i < o.sweep_scenes);
+  const int64_t evals_per_edit = static_cast<int64_t>(methods.size()) +
+                                 (sweep_here ? static_cast<int64_t>(o.k_sweep.size() + o.v_sweep.size()) : 0);
+  ProgressBar bar("scene " + std::to_string(i + 1) + " edits", static_cast<int64_t>(edits.size()) * evals_per_edit);
+  int64_t done = 0;
+  for (size_t e = 0; e < edits.size(); ++e) {
+    const EditCase& ec = edits[e];
+    SineEditConfig c;
+    c.edit_prompt = ec.prompt;
+    c.steps = o.edit_steps;
+    c.scale = o.scale;
+    c.seed = 1000 * static_cast<uint64_t>(i) + e;
+    auto run = [&](const std::vector<SineBranch>& branches, SineEditMode mode) {
+      c.mode = mode;
+      torch::Tensor img = sine_edit(pre, branches, c);
+      world::JudgeResult jr = world::judge(img, &ec.target);
+      bar.update(++done);
+      return std::make_pair(img, score(ec, *jr.verdict));
+    };
+    EditResult er{ec.kind, ec.prompt, {}, {}, {}, {image, world::render_scene(ec.target, size, size)}};
+    for (const Method& m : methods) {
+      auto [img, sc] = run(branches_of(m.tune), m.mode);
+      er.methods.push_back(sc);
+      er.row.push_back(img);
+    }
+    if (sweep_here) {
+      for (int64_t k : o.k_sweep) {
+        SineBranch b = whole_branch;
+        b.K = k;
+        er.k_sweep.push_back(run({b}, SineEditMode::Sine).second);
+      }
+      for (double v : o.v_sweep) {
+        SineBranch b = whole_branch;
+        b.beta = sine_beta(v);
+        er.v_sweep.push_back(run({b}, SineEditMode::Sine).second);
+      }
+    }
+    r.edits.push_back(std::move(er));
+  }
+  bar.finish();
+
+  // 2x width and 2x height: the fine-tuned model alone with its training prompt, and SINE
+  // asked for the source caption; count objects against the source.
+  if (o.resize_test) {
+    const std::vector<std::pair<int64_t, int64_t>> sizes{{size, 2 * size}, {2 * size, size}};
+    for (const auto& [h, w] : sizes) {
+      for (const auto& [name, branch] :
+           std::vector<std::pair<std::string, SineBranch>>{{"patch (grid)", patch_branch}, {"whole (no grid)", whole_branch}}) {
+        for (SineEditMode mode : {SineEditMode::NoGuidance, SineEditMode::Sine}) {
+          SineEditConfig c;
+          c.edit_prompt = mode == SineEditMode::NoGuidance ? desc : r.caption;
+          c.steps = o.edit_steps;
+          c.scale = o.scale;
+          c.seed = 7000 + static_cast<uint64_t>(i);
+          c.width = w;
+          c.height = h;
+          c.mode = mode;
+          torch::Tensor img = sine_edit(pre, {branch}, c);
+          ResizeResult rr{name + (mode == SineEditMode::Sine ? ", SINE" : ", fine-tuned alone"),
+                          static_cast<int64_t>(world::judge(img).found.size()),
+                          static_cast<int64_t>(scene.objects.size())};
+          if (mode == SineEditMode::NoGuidance)
+            r.resize_images.emplace_back(img, name + " " + std::to_string(w) + "x" + std::to_string(h) + ": " +
+                                                  std::to_string(rr.found) + "/" + std::to_string(rr.expected));
+          r.resize.push_back(std::move(rr));
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tally: the scenes -> counts per method, edit kind, sweep value and 2x-size row.
+
 struct Tally {
   int64_t n = 0, success = 0, preserved = 0, both = 0;
   std::vector<bool> both_cases;  // per edit, in edit order: the paired tests compare methods on these
@@ -175,31 +353,156 @@ struct Tally {
     both += s.success && s.preserved;
     both_cases.push_back(s.success && s.preserved);
   }
-  nlohmann::json json() const {
-    auto frac = [&](int64_t k) { return n ? static_cast<double>(k) / static_cast<double>(n) : 0.0; };
-    return {{"n", n},
-            {"success", frac(success)},
-            {"preservation", frac(preserved)},
-            {"both", frac(both)},
-            {"intervals",
-             {{"success", eval::to_json(eval::wilson(success, n))},
-              {"preservation", eval::to_json(eval::wilson(preserved, n))},
-              {"both", eval::to_json(eval::wilson(both, n))}}}};
-  }
 };
 
-std::string pct(int64_t k, int64_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%5.1f%%", n ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0);
-  return buf;
+struct ResizeTally {
+  int64_t n = 0, duplicated = 0, lost = 0, exact = 0;
+};  // (bench-sine-resize has the full study with intervals and paired tests)
+
+struct BenchTally {
+  std::vector<Method> methods;
+  std::map<std::string, Tally> by_method;
+  std::map<std::string, std::map<std::string, Tally>> by_method_kind;
+  std::map<int64_t, Tally> k_sweep;
+  std::map<double, Tally> v_sweep;
+  std::map<std::string, ResizeTally> resize;
+  double whole_seconds_per_step = 0, patch_seconds_per_step = 0, lora_seconds_per_step = 0;  // mean over scenes
+  nlohmann::json per_scene = nlohmann::json::array();
+};
+
+BenchTally tally(const std::vector<SceneResult>& scenes, const SineBenchOptions& o) {
+  BenchTally t;
+  t.methods = bench_methods(o.lora_rank > 0);
+  for (const SceneResult& sr : scenes) {
+    nlohmann::json scene_json{{"caption", sr.caption}, {"edits", nlohmann::json::array()}};
+    for (const EditResult& er : sr.edits) {
+      nlohmann::json edit_json{{"kind", edit_name(er.kind)}, {"prompt", er.prompt}, {"results", nlohmann::json::object()}};
+      for (size_t m = 0; m < t.methods.size(); ++m) {
+        const std::string& name = t.methods[m].name;
+        t.by_method[name].add(er.methods[m]);
+        t.by_method_kind[name][edit_name(er.kind)].add(er.methods[m]);
+        edit_json["results"][name] = {{"success", er.methods[m].success}, {"preserved", er.methods[m].preserved}};
+      }
+      for (size_t k = 0; k < er.k_sweep.size(); ++k) t.k_sweep[o.k_sweep[k]].add(er.k_sweep[k]);
+      for (size_t k = 0; k < er.v_sweep.size(); ++k) t.v_sweep[o.v_sweep[k]].add(er.v_sweep[k]);
+      scene_json["edits"].push_back(edit_json);
+    }
+    for (const ResizeResult& rr : sr.resize) {
+      ResizeTally& rt = t.resize[rr.row];
+      ++rt.n;
+      rt.duplicated += rr.found > rr.expected;
+      rt.lost += rr.found < rr.expected;
+      rt.exact += rr.found == rr.expected;
+    }
+    t.whole_seconds_per_step += sr.whole_seconds_per_step / static_cast<double>(scenes.size());
+    t.patch_seconds_per_step += sr.patch_seconds_per_step / static_cast<double>(scenes.size());
+    t.lora_seconds_per_step += sr.lora_seconds_per_step / static_cast<double>(scenes.size());
+    t.per_scene.push_back(scene_json);
+  }
+  return t;
 }
 
-std::string fmt(double v, const char* f = "%g") {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+// ---------------------------------------------------------------------------------------------
+// Report: every table is one ReportTable, printed and written from the same rows.
+
+using eval::ReportTable;
+
+ReportTable score_table(const std::string& first, const std::vector<std::pair<std::string, const Tally*>>& rows) {
+  ReportTable table(first, {"edits", "success", "preservation", "both"});
+  for (const auto& [name, t] : rows)
+    table.add(name, {ReportTable::count(t->n), ReportTable::rate(eval::wilson(t->success, t->n)),
+                     ReportTable::rate(eval::wilson(t->preserved, t->n)), ReportTable::rate(eval::wilson(t->both, t->n))});
+  return table;
 }
 
+nlohmann::json report(BenchTally& t, const std::vector<SineStepTiming>& timings, const SineBenchOptions& o,
+                      const std::string& model, int64_t size) {
+  nlohmann::json out;
+  out["model"] = model;
+  out["options"] = {{"scenes", o.scenes}, {"seed", o.seed}, {"whole_steps", o.whole_steps},
+                    {"patch_steps", o.patch_steps}, {"lr", o.lr}, {"edit_steps", o.edit_steps},
+                    {"scale", o.scale}, {"K", o.K}, {"v", o.v}, {"lora_rank", o.lora_rank},
+                    {"lora_lr", o.lora_lr}};
+  std::cout << "\nSINE on the shapes world: " << o.scenes << " scenes, fine-tune " << o.whole_steps << " (whole) / "
+            << o.patch_steps << " (patch) steps at lr " << o.lr << ", edits " << o.edit_steps << " DDIM steps, s "
+            << o.scale << ", K " << o.K << ", v " << o.v << "\n\n";
+
+  std::vector<std::pair<std::string, const Tally*>> rows;
+  for (const Method& m : t.methods) rows.emplace_back(m.name, &t.by_method[m.name]);
+  ReportTable methods = score_table("method", rows);
+  std::cout << "edit success / preservation / both, judged from pixels (rates [95% Wilson])\n" << methods.console();
+  out["methods"] = methods.json();
+
+  ReportTable kinds("method", [] {
+    std::vector<std::string> c;
+    for (EditKind k : kEditKinds) c.push_back(edit_name(k));
+    return c;
+  }());
+  for (const Method& m : t.methods) {
+    std::vector<ReportTable::Cell> cells;
+    for (EditKind k : kEditKinds) {
+      const Tally& kt = t.by_method_kind[m.name][edit_name(k)];
+      cells.push_back({fixed(kt.n ? static_cast<double>(kt.success) / kt.n : 0.0, 3) + " / " +
+                           fixed(kt.n ? static_cast<double>(kt.preserved) / kt.n : 0.0, 3),
+                       {{"success", eval::to_json(eval::wilson(kt.success, kt.n))},
+                        {"preservation", eval::to_json(eval::wilson(kt.preserved, kt.n))}}});
+    }
+    kinds.add(m.name, cells);
+  }
+  std::cout << "\nsuccess / preservation by edit kind\n" << kinds.console();
+  out["methods_by_edit"] = kinds.json();
+
+  // The paper's claim: model-based guidance beats either model alone on edit + preservation, case by
+  // case on the same edits (exact McNemar) -- the intervals above are per row.
+  std::cout << "\nSINE vs each model alone on edit + preservation (exact McNemar on the same edits)\n";
+  const std::pair<const char*, const char*> claims[] = {{"SINE (whole)", "no guidance (whole)"},
+                                                         {"SINE (whole)", "pre-trained alone"},
+                                                         {"SINE (patch)", "no guidance (patch)"},
+                                                         {"SINE (patch)", "pre-trained alone"}};
+  for (const auto& [a, b] : claims) {
+    const eval::McNemar m = eval::mcnemar(t.by_method[a].both_cases, t.by_method[b].both_cases);
+    std::printf("  %s vs %s: only %s %lld, only %s %lld, p = %.4g\n", a, b, a, static_cast<long long>(m.only_a), b,
+                static_cast<long long>(m.only_b), m.p_value);
+    out["claims"].push_back({{"a", a}, {"b", b}, {"outcome", "both"}, {"mcnemar", eval::to_json(m)}});
+  }
+
+  if (o.resize_test) {
+    ReportTable resize("model", {"images", "duplicated", "lost", "exact"});
+    for (const auto& [name, rt] : t.resize)
+      resize.add(name, {ReportTable::count(rt.n), ReportTable::rate(eval::wilson(rt.duplicated, rt.n)),
+                        ReportTable::rate(eval::wilson(rt.lost, rt.n)), ReportTable::rate(eval::wilson(rt.exact, rt.n))});
+    std::cout << "\nobjects at 2x width and 2x height vs the source\n" << resize.console();
+    out["resize"] = resize.json();
+  }
+  if (o.sweeps) {
+    std::vector<std::pair<std::string, const Tally*>> k_rows, v_rows;
+    for (const auto& [k, kt] : t.k_sweep) k_rows.emplace_back(std::to_string(k), &kt);
+    for (const auto& [v, vt] : t.v_sweep) v_rows.emplace_back(fixed(v, 2), &vt);
+    ReportTable k_table = score_table("K", k_rows), v_table = score_table("v", v_rows);
+    std::cout << "\nK sweep (SINE whole, v " << o.v << "): guidance while t >= K\n" << k_table.console();
+    std::cout << "\nv sweep (SINE whole, K " << o.K << "): weight of the pre-trained edit prompt\n" << v_table.console();
+    out["k_sweep"] = k_table.json();
+    out["v_sweep"] = v_table.json();
+  }
+
+  ReportTable timing("variant", {"s/step", "trainable", "state GB", "peak RSS GB"});
+  auto blank = ReportTable::text("");
+  timing.add("full, whole (bench runs)", {ReportTable::number(t.whole_seconds_per_step, 4), blank, blank, blank});
+  timing.add("full, patch (bench runs)", {ReportTable::number(t.patch_seconds_per_step, 4), blank, blank, blank});
+  if (o.lora_rank > 0)
+    timing.add("LoRA r" + std::to_string(o.lora_rank) + ", whole (bench runs)",
+               {ReportTable::number(t.lora_seconds_per_step, 4), blank, blank, blank});
+  for (const auto& st : timings)
+    timing.add(st.label, {ReportTable::number(st.seconds_per_step, 4), ReportTable::count(st.trainable),
+                          ReportTable::number(st.state_gb, 4), ReportTable::number(st.peak_memory_gb, 3)});
+  std::cout << "\nfine-tuning on this machine (" << size << " px, batch 1)\n" << timing.console()
+            << "(state = trainable weights + grads + AdamW moments in fp32; peak RSS is the process's so far)\n";
+  out["finetune_timing"] = timing.json();
+  out["finetune_seconds_per_step"] = {{"whole", t.whole_seconds_per_step}, {"patch", t.patch_seconds_per_step}};
+  if (o.lora_rank > 0) out["finetune_seconds_per_step"]["lora_whole"] = t.lora_seconds_per_step;
+  out["scenes"] = t.per_scene;
+  return out;
+}
 
 }  // namespace
 
@@ -247,168 +550,8 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
   Pipeline pre = Pipeline::load(o.model);
   const int64_t size = pre.native_size();
   std::cerr << "bench-sine: model " << pre.source() << ", " << size << " px, " << o.scenes << " scenes\n";
-
-  world::SceneSampling sampling;
-  sampling.max_objects = 2;
-  sampling.p_gradient = 0;
-  sampling.p_checkered = 0;
-  sampling.p_striped = 0;
-  sampling.p_dotted = 0;
-
-  const bool lora_variant = o.lora_rank > 0;
-  std::vector<std::string> methods{"SINE (whole)", "SINE (patch)", "no guidance (whole)", "no guidance (patch)",
-                                   "pre-trained alone"};
-  if (lora_variant) {
-    methods.push_back("SINE (LoRA whole)");
-    methods.push_back("no guidance (LoRA whole)");
-  }
-  std::map<std::string, Tally> by_method;
-  std::map<std::string, std::map<std::string, Tally>> by_method_kind;
-  std::map<int64_t, Tally> k_tally;
-  std::map<double, Tally> v_tally;
-  struct ResizeTally {
-    int64_t n = 0, duplicated = 0, lost = 0, exact = 0;
-  };  // (bench-sine-resize has the full study with intervals and paired tests)
-  std::map<std::string, ResizeTally> resize;
-  double whole_time = 0, patch_time = 0, lora_time = 0;
-  nlohmann::json per_scene = nlohmann::json::array();
-  std::vector<torch::Tensor> grid_images;
-  std::vector<std::string> grid_labels;
-  std::vector<torch::Tensor> wide_images;
-  std::vector<std::string> wide_labels;
-
-  for (int64_t i = 0; i < o.scenes; ++i) {
-    std::mt19937_64 rng(o.seed + static_cast<uint64_t>(i));
-    const world::Scene scene = world::sample_scene(rng, sampling);
-    const std::string caption = world::caption(scene);
-    const torch::Tensor image = world::render_scene(scene, size, size);
-    const std::vector<EditCase> edits = make_edits(scene, rng);
-    std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << caption << "\n";
-
-    // Fine-tune the base twice: whole image (no grid: the ablation) and patch mode (grid).
-    auto finetune = [&](SineMode mode, int64_t steps, double& seconds, int64_t lora_rank = 0) {
-      auto pipe = std::make_unique<Pipeline>(Pipeline::load(o.model));
-      SineFinetuneConfig c;
-      c.class_word = "picture";
-      c.mode = mode;
-      c.steps = steps;
-      c.lr = lora_rank > 0 ? o.lora_lr : o.lr;
-      c.lora_rank = lora_rank;
-      c.seed = 23 + static_cast<uint64_t>(i);
-      SineFinetuner ft(*pipe, image, c);
-      auto t0 = Clock::now();
-      ft.train();
-      seconds += seconds_since(t0) / static_cast<double>(steps);
-      std::optional<PositionalGrid> grid;
-      if (ft.grid()) grid.emplace(*ft.grid());
-      return std::make_pair(std::move(pipe), std::move(grid));
-    };
-    auto [whole_pipe, no_grid] = finetune(SineMode::Whole, o.whole_steps, whole_time);
-    auto [patch_pipe, grid] = finetune(SineMode::Patch, o.patch_steps, patch_time);
-    // ★ LoRA mode: the adapters stay attached to lora_pipe's model after the finetuner is gone.
-    std::unique_ptr<Pipeline> lora_pipe;
-    if (lora_variant) lora_pipe = finetune(SineMode::Whole, o.whole_steps, lora_time, o.lora_rank).first;
-    const std::string desc = sine_training_prompt("photo of a sks {class}", "picture");
-    SineBranch whole_branch{whole_pipe.get(), nullptr, desc, 1.0 - o.v, o.K};
-    SineBranch patch_branch{patch_pipe.get(), &*grid, desc, 1.0 - o.v, o.K};
-    SineBranch lora_branch{lora_pipe.get(), nullptr, desc, 1.0 - o.v, o.K};
-
-    nlohmann::json scene_json{{"caption", caption}, {"edits", nlohmann::json::array()}};
-    const bool sweep_here = o.sweeps && (o.sweep_scenes < 0 || i < o.sweep_scenes);
-    const int64_t evals_per_edit = static_cast<int64_t>(methods.size()) +
-                                   (sweep_here ? static_cast<int64_t>(o.k_sweep.size() + o.v_sweep.size()) : 0);
-    ProgressBar bar("scene " + std::to_string(i + 1) + " edits", static_cast<int64_t>(edits.size()) * evals_per_edit);
-    int64_t done = 0;
-    for (size_t e = 0; e < edits.size(); ++e) {
-      const EditCase& ec = edits[e];
-      SineEditConfig c;
-      c.edit_prompt = ec.prompt;
-      c.steps = o.edit_steps;
-      c.scale = o.scale;
-      c.seed = 1000 * static_cast<uint64_t>(i) + e;
-      nlohmann::json edit_json{{"kind", edit_name(ec.kind)}, {"prompt", ec.prompt}, {"results", nlohmann::json::object()}};
-      auto run = [&](const std::vector<SineBranch>& branches, SineEditMode mode) {
-        c.mode = mode;
-        torch::Tensor img = sine_edit(pre, branches, c);
-        world::JudgeResult jr = world::judge(img, &ec.target);
-        bar.update(++done);
-        return std::make_pair(img, score(ec, *jr.verdict));
-      };
-      std::vector<torch::Tensor> row{image, world::render_scene(ec.target, size, size)};
-      std::vector<std::pair<std::vector<SineBranch>, SineEditMode>> runs{
-          {{whole_branch}, SineEditMode::Sine},       {{patch_branch}, SineEditMode::Sine},
-          {{whole_branch}, SineEditMode::NoGuidance}, {{patch_branch}, SineEditMode::NoGuidance},
-          {{}, SineEditMode::Pretrained}};
-      if (lora_variant) {
-        runs.push_back({{lora_branch}, SineEditMode::Sine});
-        runs.push_back({{lora_branch}, SineEditMode::NoGuidance});
-      }
-      for (size_t m = 0; m < methods.size(); ++m) {
-        auto [img, s] = run(runs[m].first, runs[m].second);
-        by_method[methods[m]].add(s);
-        by_method_kind[methods[m]][edit_name(ec.kind)].add(s);
-        edit_json["results"][methods[m]] = {{"success", s.success}, {"preserved", s.preserved}};
-        row.push_back(img);
-      }
-      if (sweep_here) {
-        for (int64_t k : o.k_sweep) {
-          SineBranch b = whole_branch;
-          b.K = k;
-          k_tally[k].add(run({b}, SineEditMode::Sine).second);
-        }
-        for (double v : o.v_sweep) {
-          SineBranch b = whole_branch;
-          b.beta = sine_beta(v);
-          v_tally[v].add(run({b}, SineEditMode::Sine).second);
-        }
-      }
-      if (i < o.grid_scenes) {
-        static const char* kLabels[] = {"source",        "target",      "SINE whole", "SINE patch", "no-guid whole",
-                                        "no-guid patch", "pre-trained", "SINE LoRA",  "no-guid LoRA"};
-        for (size_t k = 0; k < row.size(); ++k) {
-          grid_images.push_back(row[k]);
-          grid_labels.push_back(k == 1 ? edit_name(ec.kind) : kLabels[k]);
-        }
-      }
-      scene_json["edits"].push_back(edit_json);
-    }
-    bar.finish();
-
-    // 2x width and 2x height: the fine-tuned model alone with its training prompt, and SINE
-    // asked for the source caption; count objects against the source.
-    if (o.resize_test) {
-      const std::vector<std::pair<int64_t, int64_t>> sizes{{size, 2 * size}, {2 * size, size}};
-      for (const auto& [h, w] : sizes) {
-        for (const auto& [name, branch] :
-             std::vector<std::pair<std::string, SineBranch>>{{"patch (grid)", patch_branch}, {"whole (no grid)", whole_branch}}) {
-          for (SineEditMode mode : {SineEditMode::NoGuidance, SineEditMode::Sine}) {
-            SineEditConfig c;
-            c.edit_prompt = mode == SineEditMode::NoGuidance ? desc : caption;
-            c.steps = o.edit_steps;
-            c.scale = o.scale;
-            c.seed = 7000 + static_cast<uint64_t>(i);
-            c.width = w;
-            c.height = h;
-            c.mode = mode;
-            torch::Tensor img = sine_edit(pre, {branch}, c);
-            const int64_t found = static_cast<int64_t>(world::judge(img).found.size());
-            const int64_t expected = static_cast<int64_t>(scene.objects.size());
-            ResizeTally& t = resize[name + (mode == SineEditMode::Sine ? ", SINE" : ", fine-tuned alone")];
-            ++t.n;
-            t.duplicated += found > expected;
-            t.lost += found < expected;
-            t.exact += found == expected;
-            if (i < o.grid_scenes && mode == SineEditMode::NoGuidance) {
-              wide_images.push_back(img);
-              wide_labels.push_back(name + " " + std::to_string(w) + "x" + std::to_string(h) + ": " +
-                                    std::to_string(found) + "/" + std::to_string(expected));
-            }
-          }
-        }
-      }
-    }
-    per_scene.push_back(scene_json);
-  }
+  std::vector<SceneResult> scenes;
+  for (int64_t i = 0; i < o.scenes; ++i) scenes.push_back(run_scene(pre, o, i));
 
   // Fine-tuning step time and memory: full vs LoRA (on the base model, random image).
   std::vector<SineStepTiming> timings;
@@ -423,109 +566,26 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     }
   }
 
-  // ---- report
-  nlohmann::json out;
-  out["model"] = pre.source();
-  out["options"] = {{"scenes", o.scenes}, {"seed", o.seed}, {"whole_steps", o.whole_steps},
-                    {"patch_steps", o.patch_steps}, {"lr", o.lr}, {"edit_steps", o.edit_steps},
-                    {"scale", o.scale}, {"K", o.K}, {"v", o.v}, {"lora_rank", o.lora_rank},
-                    {"lora_lr", o.lora_lr}};
-  std::cout << "\nSINE on the shapes world: " << o.scenes << " scenes, fine-tune " << o.whole_steps << " (whole) / "
-            << o.patch_steps << " (patch) steps at lr " << o.lr << ", edits " << o.edit_steps << " DDIM steps, s "
-            << o.scale << ", K " << o.K << ", v " << o.v << "\n\n";
-  std::cout << "edit success / preservation / both (judged from pixels)\n";
-  std::printf("%-26s %6s %9s %13s %7s\n", "method", "edits", "success", "preservation", "both");
-  for (const auto& m : methods) {
-    const Tally& t = by_method[m];
-    std::printf("%-26s %6lld %9s %13s %7s\n", m.c_str(), static_cast<long long>(t.n), pct(t.success, t.n).c_str(),
-                pct(t.preserved, t.n).c_str(), pct(t.both, t.n).c_str());
-    out["methods"][m] = t.json();
-    for (const auto& [kind, kt] : by_method_kind[m]) out["methods_by_edit"][m][kind] = kt.json();
-  }
-  std::cout << "\nsuccess by edit kind\n";
-  std::printf("%-26s", "method");
-  for (EditKind k : kEditKinds) std::printf(" %17s", edit_name(k));
-  std::printf("\n");
-  for (const auto& m : methods) {
-    std::printf("%-26s", m.c_str());
-    for (EditKind k : kEditKinds) {
-      const Tally& t = by_method_kind[m][edit_name(k)];
-      std::printf(" %17s", (pct(t.success, t.n) + " / " + pct(t.preserved, t.n)).c_str());
-    }
-    std::printf("\n");
-  }
-  std::cout << "(each cell: success / preservation)\n";
-  // The paper's claim: model-based guidance beats either model alone on edit + preservation, case by
-  // case on the same edits (exact McNemar) — the intervals above are per row.
-  std::cout << "\nedit + preservation with 95% Wilson intervals, and SINE vs each model alone (exact McNemar)\n";
-  for (const auto& m : methods)
-    std::printf("%-26s %s\n", m.c_str(), eval::format_rate(eval::wilson(by_method[m].both, by_method[m].n)).c_str());
-  const std::pair<const char*, const char*> claims[] = {{"SINE (whole)", "no guidance (whole)"},
-                                                         {"SINE (whole)", "pre-trained alone"},
-                                                         {"SINE (patch)", "no guidance (patch)"},
-                                                         {"SINE (patch)", "pre-trained alone"}};
-  for (const auto& [a, b] : claims) {
-    const eval::McNemar t = eval::mcnemar(by_method[a].both_cases, by_method[b].both_cases);
-    std::printf("  %s vs %s: only %s %lld, only %s %lld, p = %.4g\n", a, b, a, static_cast<long long>(t.only_a), b,
-                static_cast<long long>(t.only_b), t.p_value);
-    out["claims"].push_back({{"a", a}, {"b", b}, {"outcome", "both"}, {"mcnemar", eval::to_json(t)}});
-  }
-  if (o.resize_test) {
-    std::cout << "\nobjects at 2x width and 2x height vs the source (" << 2 * o.scenes << " images per row)\n";
-    std::printf("%-34s %11s %7s %7s\n", "model", "duplicated", "lost", "exact");
-    for (const auto& [name, t] : resize) {
-      std::printf("%-34s %11s %7s %7s\n", name.c_str(), pct(t.duplicated, t.n).c_str(), pct(t.lost, t.n).c_str(),
-                  pct(t.exact, t.n).c_str());
-      out["resize"][name] = {{"n", t.n},
-                             {"duplicated", static_cast<double>(t.duplicated) / static_cast<double>(t.n)},
-                             {"lost", static_cast<double>(t.lost) / static_cast<double>(t.n)},
-                             {"exact", static_cast<double>(t.exact) / static_cast<double>(t.n)}};
-    }
-  }
-  if (o.sweeps) {
-    std::cout << "\nK sweep (SINE whole, v " << o.v << "): guidance while t >= K\n";
-    std::printf("%6s %9s %13s %7s\n", "K", "success", "preservation", "both");
-    for (const auto& [k, t] : k_tally) {
-      std::printf("%6lld %9s %13s %7s\n", static_cast<long long>(k), pct(t.success, t.n).c_str(),
-                  pct(t.preserved, t.n).c_str(), pct(t.both, t.n).c_str());
-      out["k_sweep"][std::to_string(k)] = t.json();
-    }
-    std::cout << "\nv sweep (SINE whole, K " << o.K << "): weight of the pre-trained edit prompt\n";
-    std::printf("%6s %9s %13s %7s\n", "v", "success", "preservation", "both");
-    for (const auto& [v, t] : v_tally) {
-      std::printf("%6.2f %9s %13s %7s\n", v, pct(t.success, t.n).c_str(), pct(t.preserved, t.n).c_str(),
-                  pct(t.both, t.n).c_str());
-      out["v_sweep"][fmt(v)] = t.json();
-    }
-  }
-  std::cout << "\nfine-tuning on this machine (" << size << " px, batch 1)\n";
-  std::printf("%-30s %12s %12s %14s %14s\n", "variant", "s/step", "trainable", "state GB", "peak RSS GB");
-  std::printf("%-30s %12.4f %12s %14s %14s\n", "full, whole (bench runs)", whole_time / static_cast<double>(o.scenes),
-              "", "", "");
-  std::printf("%-30s %12.4f %12s %14s %14s\n", "full, patch (bench runs)", patch_time / static_cast<double>(o.scenes),
-              "", "", "");
-  if (lora_variant)
-    std::printf("%-30s %12.4f %12s %14s %14s\n", ("LoRA r" + std::to_string(o.lora_rank) + ", whole (bench runs)").c_str(),
-                lora_time / static_cast<double>(o.scenes), "", "", "");
-  for (const auto& t : timings) {
-    std::printf("%-30s %12.4f %12lld %14.4f %14.3f\n", t.label.c_str(), t.seconds_per_step,
-                static_cast<long long>(t.trainable), t.state_gb, t.peak_memory_gb);
-    out["finetune_timing"].push_back({{"variant", t.label},
-                                      {"seconds_per_step", t.seconds_per_step},
-                                      {"trainable", t.trainable},
-                                      {"state_gb", t.state_gb},
-                                      {"peak_gb", t.peak_memory_gb}});
-  }
-  std::cout << "(state = trainable weights + grads + AdamW moments in fp32; peak RSS is the process's so far)\n";
-  out["finetune_seconds_per_step"] = {{"whole", whole_time / static_cast<double>(o.scenes)},
-                                      {"patch", patch_time / static_cast<double>(o.scenes)}};
-  if (lora_variant) out["finetune_seconds_per_step"]["lora_whole"] = lora_time / static_cast<double>(o.scenes);
-  out["scenes"] = per_scene;
+  BenchTally t = tally(scenes, o);
+  nlohmann::json out = report(t, timings, o, pre.source(), size);
   out["seconds"] = seconds_since(bench_start);
 
+  std::vector<torch::Tensor> grid_images, wide_images;
+  std::vector<std::string> grid_labels, wide_labels;
+  for (int64_t i = 0; i < std::min<int64_t>(o.grid_scenes, o.scenes); ++i) {
+    for (const EditResult& er : scenes[i].edits)
+      for (size_t k = 0; k < er.row.size(); ++k) {
+        grid_images.push_back(er.row[k]);
+        grid_labels.push_back(k == 0 ? "source" : k == 1 ? edit_name(er.kind) : t.methods[k - 2].label);
+      }
+    for (const auto& [img, label] : scenes[i].resize_images) {
+      wide_images.push_back(img);
+      wide_labels.push_back(label);
+    }
+  }
   if (!grid_images.empty()) {
     const std::string path = (fs::path(o.output_dir) / "grid.png").string();
-    write_png(path, make_grid(grid_images, 2 + static_cast<int64_t>(methods.size()), 4, grid_labels));
+    write_png(path, make_grid(grid_images, 2 + static_cast<int64_t>(t.methods.size()), 4, grid_labels));
     out["grid"] = path;
   }
   if (!wide_images.empty()) {
@@ -534,7 +594,7 @@ nlohmann::json run_sine_bench(const SineBenchOptions& o) {
     out["resize_grid"] = path;
   }
   write_json_file((fs::path(o.output_dir) / "results.json").string(), out);
-  std::cout << "\nwrote " << o.output_dir << "/results.json, grid.png, resize.png (" << fmt(out["seconds"].get<double>(), "%.0f")
+  std::cout << "\nwrote " << o.output_dir << "/results.json, grid.png, resize.png (" << fixed(out["seconds"].get<double>(), 0)
             << " s)\n";
   return out;
 }

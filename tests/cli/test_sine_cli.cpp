@@ -135,9 +135,12 @@ TEST_F(SineCli, BenchSineJudgesTheLoRAVariant) {
   auto r = scratch_->sine(common + "--lora-rank 2 -o " + quote(scratch_->path("bs-lora")));
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(std::ifstream(scratch_->path("bs-lora/results.json")));
-  ASSERT_TRUE(j["methods"].contains("SINE (LoRA whole)")) << j["methods"].dump();
-  ASSERT_TRUE(j["methods"].contains("no guidance (LoRA whole)"));
-  EXPECT_EQ(j["methods"]["SINE (LoRA whole)"]["n"], j["methods"]["SINE (whole)"]["n"]);
+  const auto& rows = j["methods"]["rows"];
+  ASSERT_TRUE(rows.contains("SINE (LoRA whole)")) << j["methods"].dump();
+  ASSERT_TRUE(rows.contains("no guidance (LoRA whole)"));
+  EXPECT_EQ(rows["SINE (LoRA whole)"]["edits"], rows["SINE (whole)"]["edits"]);
+  EXPECT_EQ(rows["SINE (whole)"]["both"]["n"], rows["SINE (whole)"]["edits"]);  // rates carry their intervals
+  EXPECT_EQ(j["methods"]["order"].size(), 7u);
   EXPECT_GT(j["finetune_seconds_per_step"]["lora_whole"].get<double>(), 0.0);
   EXPECT_EQ(j["options"]["lora_rank"], 2);
   EXPECT_NE(r.out.find("SINE (LoRA whole)"), std::string::npos);
@@ -145,8 +148,8 @@ TEST_F(SineCli, BenchSineJudgesTheLoRAVariant) {
   r = scratch_->sine(common + "--lora-rank 0 -o " + quote(scratch_->path("bs-full")));
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(std::ifstream(scratch_->path("bs-full/results.json")));
-  EXPECT_FALSE(j["methods"].contains("SINE (LoRA whole)"));
-  EXPECT_EQ(j["methods"].size(), 5u);
+  EXPECT_FALSE(j["methods"]["rows"].contains("SINE (LoRA whole)"));
+  EXPECT_EQ(j["methods"]["order"].size(), 5u);
 
   r = scratch_->sine(common + "--lora-rank -1 -o " + quote(scratch_->path("bs-bad")));
   EXPECT_NE(r.code, 0);
