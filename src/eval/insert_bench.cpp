@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "io/json_file.h"
 #include "eval/report_table.h"
 #include "eval/statistics.h"
 #include "methods/singleinsert/concept_file.h"
@@ -203,6 +204,271 @@ std::string insert_bench_variant_list() {
   return out;
 }
 
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The bench's parts: render and check the sources, learn every concept under every variant
+// (train), sample and judge the editing prompts (run), count each variant's row (tally), and the
+// paired claims (report: format_insert_bench prints the rows as one table).
+
+struct Sources {
+  std::vector<InsertBenchConcept> concepts;
+  std::vector<torch::Tensor> images, masks;
+  std::vector<std::array<float, 3>> border;  // each source's background, for leakage
+};
+
+Sources render_sources(const InsertBenchConfig& cfg, int64_t size) {
+  Sources s;
+  s.concepts = insert_bench_concepts(cfg.concepts, cfg.textured_backgrounds);
+  for (size_t i = 0; i < s.concepts.size(); ++i) {
+    s.images.push_back(world::render_scene(s.concepts[i].source, size, size));
+    s.border.push_back(border_lab(s.images[i]));
+    s.masks.push_back(world::render_object_mask(s.concepts[i].source, 0, size, size));
+    // The judge must read every source exactly, or its verdicts on the samples mean nothing.
+    const world::JudgeResult read = world::judge(s.images[i], &s.concepts[i].source);
+    if (!read.verdict->pass)
+      throw Error("insert bench: the judge misreads source " + std::to_string(i) + " (" +
+                  world::caption(s.concepts[i].source) + "): " + world::caption(read.scene));
+  }
+  return s;
+}
+
+struct Learned {
+  std::map<std::string, std::vector<Concept>> concepts;  // variant -> one per source
+  std::map<std::string, std::vector<double>> seconds;
+};
+
+bool wants(const InsertBenchConfig& cfg, const std::string& v) {
+  return std::find(cfg.variants.begin(), cfg.variants.end(), v) != cfg.variants.end();
+}
+
+// Train: recon and fg alone (stage I); fg+bg is stage I of the run that goes on to stage II.
+Learned learn_concepts(Pipeline& pipeline, const InsertBenchConfig& cfg, const Sources& src) {
+  Learned out;
+  const size_t N = src.concepts.size();
+  for (size_t i = 0; i < N; ++i) {
+    SingleInsertConfig base;
+    base.class_word = src.concepts[i].class_word;
+    base.batch = cfg.batch;
+    base.stage1_steps = cfg.stage1_steps;
+    base.stage2_steps = cfg.stage2_steps;
+    base.stage1_lr = cfg.stage1_lr;
+    base.stage2_lr = cfg.stage2_lr;
+    base.seed = cfg.seed + i;
+    base.prompt_template = insert_bench_training_prompt(src.concepts[i], cfg.training_prompt);
+    std::fprintf(stderr, "concept %zu/%zu: %s %s\n", i + 1, N, src.concepts[i].attributes.c_str(),
+                 src.concepts[i].class_word.c_str());
+    for (const std::string v : {"recon", "fg"}) {
+      if (!wants(cfg, v)) continue;
+      SingleInsertConfig c = base;
+      c.objective = parse_insert_objective(v);
+      c.stage2_steps = 0;
+      SingleInsertTrainer t(pipeline, src.images[i], src.masks[i], c);
+      Concept learnt = t.train();
+      out.seconds[v].push_back(learnt.info["stage1_seconds"].get<double>());
+      out.concepts[v].push_back(std::move(learnt));
+    }
+    if (wants(cfg, "fg+bg") || wants(cfg, "stage2")) {
+      SingleInsertConfig c = base;
+      c.objective = InsertObjective::ForegroundBackground;
+      SingleInsertTrainer t(pipeline, src.images[i], src.masks[i], c);
+      t.run_stage1();
+      Concept stage1 = t.concept_now();
+      const double s1 = stage1.info["stage1_seconds"].get<double>();
+      if (wants(cfg, "fg+bg")) {
+        out.seconds["fg+bg"].push_back(s1);
+        out.concepts["fg+bg"].push_back(stage1);
+      }
+      if (wants(cfg, "stage2")) {
+        t.run_stage2();
+        Concept stage2 = t.concept_now();
+        out.seconds["stage2"].push_back(s1 + stage2.info["stage2_seconds"].get<double>());
+        out.concepts["stage2"].push_back(std::move(stage2));
+      }
+      t.detach_lora();
+    }
+  }
+  return out;
+}
+
+// One judged sample.
+struct SampleOutcome {
+  std::string kind;  // the prompt's kind
+  bool pass = false;
+  int fg_objects = 0, fg_ok = 0, fg_color = 0, fg_shape = 0, fg_pattern = 0;  // over the concept objects
+  std::optional<double> bg_distance;  // no-background prompts: CIE76 of its border to the source's
+};
+
+struct VariantRun {
+  std::vector<SampleOutcome> samples;  // concept, prompt, seed order: the same cases in every variant
+  std::vector<double> diversity;       // per (concept, prompt)
+  std::vector<torch::Tensor> grid;
+  std::vector<std::string> labels;
+};
+
+// Run: every editing prompt of every concept under one variant, several seeds, judged.
+VariantRun run_variant(Pipeline& pipeline, const InsertBenchConfig& cfg, const Sources& src, const std::string& v,
+                       const std::vector<Concept>& set, ProgressBar& bar, int64_t& done) {
+  // "oracle": no concept is learned; the prompt spells out what '*' stands for ("a pink dotted
+  // heart ..."), so its ESR is what the base model can draw at all: the ceiling of every variant.
+  const bool oracle = v == "oracle";
+  const size_t N = src.concepts.size();
+  VariantRun run;
+  for (size_t i = 0; i < N; ++i) {
+    const size_t j = (i + 1) % N;
+    const auto prompts = insert_bench_prompts(src.concepts[i], src.concepts[j]);
+    if (i < 4) {
+      run.grid.push_back(src.images[i]);
+      run.labels.push_back("source");
+    }
+    // All prompts of one concept set (the single-concept ones, then the pair) in one batch each.
+    std::vector<std::vector<torch::Tensor>> samples(prompts.size());
+    for (const bool pair : {false, true}) {
+      std::vector<Concept> used;  // none for the oracle
+      if (!oracle) {
+        used = pair ? std::vector<Concept>{set[i], set[j]} : std::vector<Concept>{set[i]};
+        if (pair) {
+          used[0].token = "*1";
+          used[1].token = "*2";
+        } else {
+          used[0].token = "*";
+        }
+      }
+      std::vector<std::string> batch_prompts;
+      std::vector<uint64_t> batch_seeds;
+      std::vector<size_t> which;
+      for (size_t k = 0; k < prompts.size(); ++k)
+        if (prompts[k].two_concepts == pair)
+          for (int64_t s = 0; s < cfg.seeds; ++s) {
+            batch_prompts.push_back(oracle ? prompts[k].expected : prompts[k].prompt);
+            batch_seeds.push_back(cfg.seed * 1000 + static_cast<uint64_t>(s));
+            which.push_back(k);
+          }
+      auto nets = attach_concepts(pipeline.model(), used, {});
+      auto images_out =
+          generate_batch_with_concepts(pipeline, used, batch_prompts, batch_seeds, cfg.sample_steps, cfg.cfg_scale);
+      for (auto& n : nets) n.remove();
+      for (size_t b = 0; b < images_out.size(); ++b) samples[which[b]].push_back(images_out[b]);
+      done += static_cast<int64_t>(images_out.size());
+      bar.update(done);
+    }
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      const auto& p = prompts[k];
+      const world::Scene expected = world::parse_caption(p.expected);
+      const int concept_objects = p.two_concepts ? 2 : 1;
+      for (size_t s = 0; s < samples[k].size(); ++s) {
+        const torch::Tensor& img = samples[k][s];
+        const world::Verdict verdict = *world::judge(img, &expected).verdict;
+        SampleOutcome o;
+        o.kind = p.kind;
+        o.pass = verdict.pass;
+        for (const auto& ov : verdict.objects)
+          if (ov.expected < concept_objects) {
+            ++o.fg_objects;
+            o.fg_ok += ov.found >= 0 && ov.color_ok && ov.shape_ok && ov.pattern_ok;
+            o.fg_color += ov.found >= 0 && ov.color_ok;
+            o.fg_shape += ov.found >= 0 && ov.shape_ok;
+            o.fg_pattern += ov.found >= 0 && ov.pattern_ok;
+          }
+        if (p.kind.rfind("no-background", 0) == 0) o.bg_distance = world::delta_e(border_lab(img), src.border[i]);
+        run.samples.push_back(o);
+        if (i < 4 && s == 0) {
+          run.grid.push_back(img);
+          run.labels.push_back(p.kind.substr(0, 10) + (verdict.pass ? " ok" : " X"));
+        }
+      }
+      run.diversity.push_back(mean_pairwise_distance(samples[k]));
+    }
+  }
+  return run;
+}
+
+// Tally: one variant's row of Table 2.
+nlohmann::json tally_variant(const VariantRun& run, const std::vector<double>& seconds, size_t concepts) {
+  int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, fg_color = 0, fg_shape = 0, fg_pattern = 0;
+  int64_t leaks = 0, leak_images = 0;
+  double distance_sum = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> by_kind;
+  for (const SampleOutcome& o : run.samples) {
+    ++images;
+    passes += o.pass;
+    by_kind[o.kind].first += o.pass;
+    by_kind[o.kind].second += 1;
+    fg_objects += o.fg_objects;
+    fg_ok += o.fg_ok;
+    fg_color += o.fg_color;
+    fg_shape += o.fg_shape;
+    fg_pattern += o.fg_pattern;
+    if (o.bg_distance) {
+      ++leak_images;
+      leaks += *o.bg_distance < kLeakDistance;
+      distance_sum += *o.bg_distance;
+    }
+  }
+  nlohmann::json row;
+  row["images"] = images;
+  row["esr"] = static_cast<double>(passes) / static_cast<double>(images);
+  auto of_fg = [&](int64_t k) { return fg_objects ? static_cast<double>(k) / static_cast<double>(fg_objects) : 0.0; };
+  row["fg_fidelity"] = of_fg(fg_ok);
+  row["fg_color"] = of_fg(fg_color);
+  row["fg_shape"] = of_fg(fg_shape);
+  row["fg_pattern"] = of_fg(fg_pattern);
+  row["bg_leakage"] = leak_images ? static_cast<double>(leaks) / static_cast<double>(leak_images) : 0.0;
+  row["esr_interval"] = eval::to_json(eval::wilson(passes, images));
+  row["fg_fidelity_interval"] = eval::to_json(eval::wilson(fg_ok, fg_objects));
+  row["bg_leakage_interval"] = eval::to_json(eval::wilson(leaks, leak_images));
+  row["bg_distance"] = leak_images ? distance_sum / static_cast<double>(leak_images) : 0.0;
+  double diversity = 0;
+  for (double d : run.diversity) diversity += d;
+  row["diversity"] = run.diversity.empty() ? 0.0 : diversity / static_cast<double>(run.diversity.size());
+  double secs = 0;
+  for (double s : seconds) secs += s;
+  row["seconds_per_concept"] = secs / static_cast<double>(concepts);
+  for (const auto& [kind, pr] : by_kind)
+    row["esr_by_kind"][kind] = static_cast<double>(pr.first) / static_cast<double>(pr.second);
+  return row;
+}
+
+// Table 2's claims, case by case (exact McNemar on the same samples): L_bg lowers leakage (recon vs
+// fg+bg), stage II raises ESR (fg+bg vs stage2), the learned concept against the baseline (stage2 vs
+// recon); and L_bg's effect as a sign test: in how many no-background samples is the baseline's
+// background nearer the source's than the fg+bg concept's, and the reverse.
+nlohmann::json paired_claims(const std::map<std::string, VariantRun>& runs) {
+  std::map<std::string, std::vector<bool>> esr, leaked;
+  std::map<std::string, std::vector<double>> distance;
+  for (const auto& [v, run] : runs)
+    for (const SampleOutcome& o : run.samples) {
+      esr[v].push_back(o.pass);
+      if (o.bg_distance) {
+        distance[v].push_back(*o.bg_distance);
+        leaked[v].push_back(*o.bg_distance < kLeakDistance);
+      }
+    }
+  nlohmann::json claims = nlohmann::json::array();
+  const struct {
+    const char *a, *b, *outcome;
+  } tests[] = {{"recon", "fg+bg", "bg_leakage"}, {"stage2", "fg+bg", "esr"}, {"stage2", "recon", "esr"}};
+  for (const auto& c : tests) {
+    auto& cases = std::string(c.outcome) == "esr" ? esr : leaked;
+    if (!cases.count(c.a) || !cases.count(c.b)) continue;
+    claims.push_back({{"a", c.a}, {"b", c.b}, {"outcome", c.outcome},
+                      {"mcnemar", eval::to_json(eval::mcnemar(cases[c.a], cases[c.b]))}});
+  }
+  if (distance.count("recon") && distance.count("fg+bg")) {
+    const auto &a = distance["recon"], &b = distance["fg+bg"];
+    std::vector<bool> a_nearer, b_nearer;
+    for (size_t k = 0; k < a.size(); ++k) {
+      a_nearer.push_back(a[k] < b[k]);
+      b_nearer.push_back(b[k] < a[k]);
+    }
+    claims.push_back({{"a", "recon"}, {"b", "fg+bg"}, {"outcome", "bg_nearer_source"},
+                      {"mcnemar", eval::to_json(eval::mcnemar(a_nearer, b_nearer))}});
+  }
+  return claims;
+}
+
+}  // namespace
+
 nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg) {
   if (cfg.seeds < 1) throw Error("--seeds must be at least 1");
   if (cfg.concepts < 2) throw Error("--concepts must be at least 2 (the pair prompt needs a second concept)");
@@ -210,74 +476,12 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
   for (const auto& v : cfg.variants)
     if (std::find(known.begin(), known.end(), v) == known.end())
       throw Error("--variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
-  auto wants = [&](const std::string& v) {
-    return std::find(cfg.variants.begin(), cfg.variants.end(), v) != cfg.variants.end();
-  };
   if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
 
-  const int64_t size = pipeline.native_size();
-  const auto concepts = insert_bench_concepts(cfg.concepts, cfg.textured_backgrounds);
-  const size_t N = concepts.size();
-  std::vector<torch::Tensor> sources(N), masks(N);
-  std::vector<std::array<float, 3>> source_border(N);  // each source's background, for leakage
-  for (size_t i = 0; i < N; ++i) {
-    sources[i] = world::render_scene(concepts[i].source, size, size);
-    source_border[i] = border_lab(sources[i]);
-    masks[i] = world::render_object_mask(concepts[i].source, 0, size, size);
-    // The judge must read every source exactly, or its verdicts on the samples mean nothing.
-    const world::JudgeResult read = world::judge(sources[i], &concepts[i].source);
-    if (!read.verdict->pass)
-      throw Error("insert bench: the judge misreads source " + std::to_string(i) + " (" +
-                  world::caption(concepts[i].source) + "): " + world::caption(read.scene));
-  }
+  const Sources src = render_sources(cfg, pipeline.native_size());
+  const size_t N = src.concepts.size();
+  Learned learned = learn_concepts(pipeline, cfg, src);
 
-  // ---- learn every concept under every variant
-  std::map<std::string, std::vector<Concept>> learned;
-  std::map<std::string, std::vector<double>> seconds;
-  for (size_t i = 0; i < N; ++i) {
-    SingleInsertConfig base;
-    base.class_word = concepts[i].class_word;
-    base.batch = cfg.batch;
-    base.stage1_steps = cfg.stage1_steps;
-    base.stage2_steps = cfg.stage2_steps;
-    base.stage1_lr = cfg.stage1_lr;
-    base.stage2_lr = cfg.stage2_lr;
-    base.seed = cfg.seed + i;
-    base.prompt_template = insert_bench_training_prompt(concepts[i], cfg.training_prompt);
-    std::fprintf(stderr, "concept %zu/%zu: %s %s\n", i + 1, N, concepts[i].attributes.c_str(),
-                 concepts[i].class_word.c_str());
-    for (const std::string v : {"recon", "fg"}) {
-      if (!wants(v)) continue;
-      SingleInsertConfig c = base;
-      c.objective = parse_insert_objective(v);
-      c.stage2_steps = 0;
-      SingleInsertTrainer t(pipeline, sources[i], masks[i], c);
-      Concept learnt = t.train();
-      seconds[v].push_back(learnt.info["stage1_seconds"].get<double>());
-      learned[v].push_back(std::move(learnt));
-    }
-    if (wants("fg+bg") || wants("stage2")) {
-      SingleInsertConfig c = base;
-      c.objective = InsertObjective::ForegroundBackground;
-      SingleInsertTrainer t(pipeline, sources[i], masks[i], c);
-      t.run_stage1();
-      Concept stage1 = t.concept_now();
-      const double s1 = stage1.info["stage1_seconds"].get<double>();
-      if (wants("fg+bg")) {
-        seconds["fg+bg"].push_back(s1);
-        learned["fg+bg"].push_back(stage1);
-      }
-      if (wants("stage2")) {
-        t.run_stage2();
-        Concept stage2 = t.concept_now();
-        seconds["stage2"].push_back(s1 + stage2.info["stage2_seconds"].get<double>());
-        learned["stage2"].push_back(std::move(stage2));
-      }
-      t.detach_lora();
-    }
-  }
-
-  // ---- generate the editing prompts and judge them
   nlohmann::json result;
   result["config"] = {{"concepts", cfg.concepts},         {"seeds", cfg.seeds},
                       {"sample_steps", cfg.sample_steps}, {"cfg_scale", cfg.cfg_scale},
@@ -287,168 +491,32 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
                       {"model", pipeline.source()},       {"training_prompt", cfg.training_prompt},
                       {"textured_backgrounds", cfg.textured_backgrounds}};
   result["concepts"] = nlohmann::json::array();
-  for (const auto& c : concepts)
-    result["concepts"].push_back(world::caption(c.source));
+  for (const auto& c : src.concepts) result["concepts"].push_back(world::caption(c.source));
   const int64_t prompts_per_concept =
-      static_cast<int64_t>(insert_bench_prompts(concepts[0], concepts[1 % N]).size());
-  std::map<std::string, std::vector<bool>> esr_cases;        // per variant, same case order
-  std::map<std::string, std::vector<double>> distance_cases;  // background distance to the source's
+      static_cast<int64_t>(insert_bench_prompts(src.concepts[0], src.concepts[1 % N]).size());
   ProgressBar bar("bench-insert sampling",
                   static_cast<int64_t>(cfg.variants.size() * N) * prompts_per_concept * cfg.seeds);
   int64_t done = 0;
+  std::map<std::string, VariantRun> runs;
   for (const std::string& v : cfg.variants) {
-    // "oracle": no concept is learned; the prompt spells out what '*' stands for ("a pink dotted
-    // heart ..."), so its ESR is what the base model can draw at all: the ceiling of every variant.
-    const bool oracle = v == "oracle";
-    if (oracle) seconds[v].assign(N, 0.0);
-    const auto& set = oracle ? learned[v] : learned.at(v);
-    int64_t images = 0, passes = 0, fg_objects = 0, fg_ok = 0, leaks = 0, leak_images = 0;
-    double leak_distance_sum = 0;
-    int64_t fg_color = 0, fg_shape = 0, fg_pattern = 0;  // each part of fidelity alone
-    std::map<std::string, std::pair<int64_t, int64_t>> by_kind;
-    double diversity_sum = 0;
-    int64_t diversity_n = 0;
-    std::vector<torch::Tensor> grid;
-    std::vector<std::string> labels;
-    for (size_t i = 0; i < N; ++i) {
-      const size_t j = (i + 1) % N;
-      const auto prompts = insert_bench_prompts(concepts[i], concepts[j]);
-      if (i < 4) {
-        grid.push_back(sources[i]);
-        labels.push_back("source");
-      }
-      // All prompts of one concept set (the single-concept ones, then the pair) in one batch each.
-      std::vector<std::vector<torch::Tensor>> samples(prompts.size());
-      for (const bool pair : {false, true}) {
-        std::vector<Concept> used;  // none for the oracle
-        if (!oracle) {
-          used = pair ? std::vector<Concept>{set[i], set[j]} : std::vector<Concept>{set[i]};
-          if (pair) {
-            used[0].token = "*1";
-            used[1].token = "*2";
-          } else {
-            used[0].token = "*";
-          }
-        }
-        std::vector<std::string> batch_prompts;
-        std::vector<uint64_t> batch_seeds;
-        std::vector<size_t> which;
-        for (size_t k = 0; k < prompts.size(); ++k)
-          if (prompts[k].two_concepts == pair)
-            for (int64_t s = 0; s < cfg.seeds; ++s) {
-              batch_prompts.push_back(oracle ? prompts[k].expected : prompts[k].prompt);
-              batch_seeds.push_back(cfg.seed * 1000 + static_cast<uint64_t>(s));
-              which.push_back(k);
-            }
-        auto nets = attach_concepts(pipeline.model(), used, {});
-        auto images_out = generate_batch_with_concepts(pipeline, used, batch_prompts, batch_seeds, cfg.sample_steps,
-                                                       cfg.cfg_scale);
-        for (auto& n : nets) n.remove();
-        for (size_t b = 0; b < images_out.size(); ++b) samples[which[b]].push_back(images_out[b]);
-        done += static_cast<int64_t>(images_out.size());
-        bar.update(done);
-      }
-      for (size_t k = 0; k < prompts.size(); ++k) {
-        const auto& p = prompts[k];
-        const world::Scene expected = world::parse_caption(p.expected);
-        for (size_t s = 0; s < samples[k].size(); ++s) {
-          const torch::Tensor& img = samples[k][s];
-          world::JudgeResult r = world::judge(img, &expected);
-          const world::Verdict& verdict = *r.verdict;
-          ++images;
-          passes += verdict.pass;
-          by_kind[p.kind].first += verdict.pass;
-          by_kind[p.kind].second += 1;
-          const int concept_objects = p.two_concepts ? 2 : 1;
-          for (const auto& ov : verdict.objects)
-            if (ov.expected < concept_objects) {
-              ++fg_objects;
-              fg_ok += ov.found >= 0 && ov.color_ok && ov.shape_ok && ov.pattern_ok;
-              fg_color += ov.found >= 0 && ov.color_ok;
-              fg_shape += ov.found >= 0 && ov.shape_ok;
-              fg_pattern += ov.found >= 0 && ov.pattern_ok;
-            }
-          esr_cases[v].push_back(verdict.pass);
-          if (p.kind.rfind("no-background", 0) == 0) {
-            const float distance = world::delta_e(border_lab(img), source_border[i]);
-            const bool leaked = distance < kLeakDistance;
-            leak_distance_sum += distance;
-            distance_cases[v].push_back(distance);
-            leaks += leaked;
-            ++leak_images;
-          }
-          if (i < 4 && s == 0) {
-            grid.push_back(img);
-            labels.push_back(p.kind.substr(0, 10) + (verdict.pass ? " ok" : " X"));
-          }
-        }
-        diversity_sum += mean_pairwise_distance(samples[k]);
-        ++diversity_n;
-      }
-    }
-    nlohmann::json row;
-    row["images"] = images;
-    row["esr"] = static_cast<double>(passes) / static_cast<double>(images);
-    auto of_fg = [&](int64_t k) { return fg_objects ? static_cast<double>(k) / static_cast<double>(fg_objects) : 0.0; };
-    row["fg_fidelity"] = of_fg(fg_ok);
-    row["fg_color"] = of_fg(fg_color);
-    row["fg_shape"] = of_fg(fg_shape);
-    row["fg_pattern"] = of_fg(fg_pattern);
-    row["bg_leakage"] = leak_images ? static_cast<double>(leaks) / static_cast<double>(leak_images) : 0.0;
-    row["esr_interval"] = eval::to_json(eval::wilson(passes, images));
-    row["fg_fidelity_interval"] = eval::to_json(eval::wilson(fg_ok, fg_objects));
-    row["bg_leakage_interval"] = eval::to_json(eval::wilson(leaks, leak_images));
-    row["bg_distance"] = leak_images ? leak_distance_sum / static_cast<double>(leak_images) : 0.0;
-    row["diversity"] = diversity_n ? diversity_sum / static_cast<double>(diversity_n) : 0.0;
-    double secs = 0;
-    for (double s : seconds[v]) secs += s;
-    row["seconds_per_concept"] = secs / static_cast<double>(N);
-    for (const auto& [kind, pr] : by_kind)
-      row["esr_by_kind"][kind] = static_cast<double>(pr.first) / static_cast<double>(pr.second);
-    result["variants"][v] = row;
+    if (v == "oracle") learned.seconds[v].assign(N, 0.0);
+    const VariantRun& run = runs[v] = run_variant(pipeline, cfg, src, v, learned.concepts[v], bar, done);
+    result["variants"][v] = tally_variant(run, learned.seconds[v], N);
     if (!cfg.output_dir.empty()) {
       std::string name = v == "fg+bg" ? "fg_bg" : v;
-      write_png(cfg.output_dir + "/grid_" + name + ".png", make_grid(grid, 1 + prompts_per_concept, 2, labels),
+      write_png(cfg.output_dir + "/grid_" + name + ".png", make_grid(run.grid, 1 + prompts_per_concept, 2, run.labels),
                 {{"variant", v}});
     }
   }
   bar.finish();
   result["variant_order"] = cfg.variants;
-  // Table 2's claims, case by case (exact McNemar): L_bg lowers leakage (recon vs fg+bg), stage II
-  // raises ESR (fg+bg vs stage2), and the learned concept against the baseline (stage2 vs recon).
-  const struct {
-    const char *a, *b, *outcome;
-  } claims[] = {{"recon", "fg+bg", "bg_leakage"}, {"stage2", "fg+bg", "esr"}, {"stage2", "recon", "esr"}};
-  for (const auto& c : claims) {
-    std::map<std::string, std::vector<bool>> leak_cases;
-    for (const auto& [variant, distances] : distance_cases)
-      for (double d : distances) leak_cases[variant].push_back(d < kLeakDistance);
-    auto& cases = std::string(c.outcome) == "esr" ? esr_cases : leak_cases;
-    if (!cases.count(c.a) || !cases.count(c.b)) continue;
-    result["claims"].push_back({{"a", c.a}, {"b", c.b}, {"outcome", c.outcome},
-                                {"mcnemar", eval::to_json(eval::mcnemar(cases[c.a], cases[c.b]))}});
-  }
-  // L_bg's effect as a sign test on the same no-background samples: in how many is the baseline's
-  // background nearer the source's than the fg+bg concept's, and the reverse.
-  if (distance_cases.count("recon") && distance_cases.count("fg+bg")) {
-    const auto &a = distance_cases["recon"], &b = distance_cases["fg+bg"];
-    std::vector<bool> a_nearer, b_nearer;
-    for (size_t k = 0; k < a.size(); ++k) {
-      a_nearer.push_back(a[k] < b[k]);
-      b_nearer.push_back(b[k] < a[k]);
-    }
-    result["claims"].push_back({{"a", "recon"}, {"b", "fg+bg"}, {"outcome", "bg_nearer_source"},
-                                {"mcnemar", eval::to_json(eval::mcnemar(a_nearer, b_nearer))}});
-  }
+  const nlohmann::json claims = paired_claims(runs);
+  if (!claims.empty()) result["claims"] = claims;
   if (!cfg.output_dir.empty()) {
-    for (size_t i = 0; i < std::min<size_t>(N, 8); ++i) {
-      write_png(cfg.output_dir + "/source_" + std::to_string(i) + ".png", sources[i],
-                {{"caption", world::caption(concepts[i].source)}});
-    }
-    write_atomically(cfg.output_dir + "/bench.json", [&](const std::string& tmp) {
-      std::ofstream out(tmp);
-      out << result.dump(2) << "\n";
-    });
+    for (size_t i = 0; i < std::min<size_t>(N, 8); ++i)
+      write_png(cfg.output_dir + "/source_" + std::to_string(i) + ".png", src.images[i],
+                {{"caption", world::caption(src.concepts[i].source)}});
+    write_json_file(cfg.output_dir + "/bench.json", result);
   }
   return result;
 }
