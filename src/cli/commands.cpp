@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 
 #include "cli/cli_common.h"
 #include "core/device.h"
@@ -34,7 +35,13 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
   const auto colon = message.find(": ");
   if (colon == std::string::npos || colon == 0) return message;
   const std::string field = message.substr(0, colon);
-  if (field.find_first_not_of("abcdefghijklmnopqrstuvwxyzK_") != std::string::npos) return message;
+  if (field.find_first_not_of("abcdefghijklmnopqrstuvwxyzK_0123456789") != std::string::npos) return message;
+  // Fields whose flag is not the field's name with dashes.
+  static const std::map<std::string, std::string> kFlagOf{{"class_word", "class"},
+                                                          {"prompt_template", "template"},
+                                                          {"grid_interpolation", "grid-interp"},
+                                                          {"edit_words", "words"},
+                                                          {"mask_mode", "masks"}};
   const CLI::App* cmd = &app;
   for (bool deeper = true; deeper;) {
     deeper = false;
@@ -45,7 +52,8 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
         break;
       }
   }
-  std::string dashed = field;
+  const auto alias = kFlagOf.find(field);
+  std::string dashed = alias != kFlagOf.end() ? alias->second : field;
   std::replace(dashed.begin(), dashed.end(), '_', '-');
   const CLI::Option* opt = cmd->get_option_no_throw("--" + dashed);
   return opt ? flag_names(*opt) + message.substr(colon) : message;

@@ -46,17 +46,17 @@ torch::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {
     if (!torch::cuda::is_available())
-      throw Error("--device " + name + ": CUDA is not available in this build or on this machine");
+      throw Error("device: " + name + ": CUDA is not available in this build or on this machine");
     return torch::Device(name);
   }
-  throw Error("--device: unknown device '" + name + "' (expected cpu or cuda[:N])");
+  throw Error("device: unknown device '" + name + "' (expected cpu or cuda[:N])");
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "fp32" || name == "f32" || name == "float32") return torch::kFloat32;
   if (name == "fp16" || name == "f16" || name == "float16") return torch::kFloat16;
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  throw Error("--dtype: unknown dtype '" + name + "' (expected fp32, fp16 or bf16)");
+  throw Error("dtype: unknown dtype '" + name + "' (expected fp32, fp16 or bf16)");
 }
 
 std::string dtype_name(torch::ScalarType dtype) {

@@ -17,8 +17,8 @@ DDIMScheduler::DDIMScheduler(const DDIMConfig& config, int64_t num_inference_ste
 
 torch::Tensor DDIMScheduler::set_timesteps(int64_t num_inference_steps) {
   if (num_inference_steps < 1 || num_inference_steps > config_.num_train_timesteps)
-    throw Error("--steps " + std::to_string(num_inference_steps) + ": the number of sampling steps must lie in [1, " +
-                std::to_string(config_.num_train_timesteps) + "]");
+    throw Error("steps: the number of sampling steps must lie in [1, " + std::to_string(config_.num_train_timesteps) +
+                "] (got " + std::to_string(num_inference_steps) + ")");
   num_inference_steps_ = num_inference_steps;
   return timesteps();
 }
@@ -42,7 +42,7 @@ DDIMStepOutput DDIMScheduler::step(const torch::Tensor& eps, int64_t t, const to
   if (eps.sizes() != x.sizes())
     throw Error("DDIM step: model output " + c10::str(eps.sizes()) + " and sample " + c10::str(x.sizes()) +
                 " differ in shape");
-  if (eta < 0) throw Error("--eta " + std::to_string(eta) + ": must be >= 0");
+  if (eta < 0) throw Error("eta: must be >= 0 (got " + std::to_string(eta) + ")");
   const float alpha_t = schedule_.alpha_cumprod(t);
   const float alpha_prev = alpha_cumprod(prev_timestep(t));
   const float beta_t = 1.0f - alpha_t;

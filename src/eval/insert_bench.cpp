@@ -104,7 +104,7 @@ double mean_pairwise_distance(const std::vector<torch::Tensor>& images) {
 std::vector<InsertBenchConcept> insert_bench_concepts(int64_t count, bool textured) {
   const auto& specs = concept_specs();
   if (count < 1 || count > static_cast<int64_t>(specs.size()))
-    throw Error("--concepts must be between 1 and " + std::to_string(specs.size()));
+    throw Error("concepts: must be between 1 and " + std::to_string(specs.size()));
   std::vector<InsertBenchConcept> out;
   for (int64_t i = 0; i < count; ++i) {
     const ConceptSpec& s = specs[static_cast<size_t>(i)];
@@ -470,12 +470,12 @@ nlohmann::json paired_claims(const std::map<std::string, VariantRun>& runs) {
 }  // namespace
 
 nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg) {
-  if (cfg.seeds < 1) throw Error("--seeds must be at least 1");
-  if (cfg.concepts < 2) throw Error("--concepts must be at least 2 (the pair prompt needs a second concept)");
+  if (cfg.seeds < 1) throw Error("seeds: must be at least 1");
+  if (cfg.concepts < 2) throw Error("concepts: must be at least 2 (the pair prompt needs a second concept)");
   const auto& known = insert_bench_variants();
   for (const auto& v : cfg.variants)
     if (std::find(known.begin(), known.end(), v) == known.end())
-      throw Error("--variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
+      throw Error("variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
   if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
 
   const Sources src = render_sources(cfg, pipeline.native_size());

@@ -539,11 +539,12 @@ SineStepTiming time_sine_finetune(Pipeline& pipeline, SineMode mode, int64_t lor
 }
 
 nlohmann::json run_sine_bench(const SineBenchOptions& o) {
-  if (o.scenes < 1) throw Error("--scenes must be at least 1");
-  if (o.whole_steps < 1 || o.patch_steps < 1) throw Error("--whole-steps/--patch-steps must be at least 1");
-  if (o.edit_steps < 1) throw Error("--edit-steps must be at least 1");
-  if (o.lora_rank < 0) throw Error("--lora-rank must be 0 (no LoRA variant) or positive");
-  if (o.lora_rank > 0 && !(o.lora_lr > 0)) throw Error("--lora-lr must be positive");
+  if (o.scenes < 1) throw Error("scenes: must be at least 1");
+  if (o.whole_steps < 1) throw Error("whole_steps: must be at least 1");
+  if (o.patch_steps < 1) throw Error("patch_steps: must be at least 1");
+  if (o.edit_steps < 1) throw Error("edit_steps: must be at least 1");
+  if (o.lora_rank < 0) throw Error("lora_rank: must be 0 (no LoRA variant) or positive");
+  if (o.lora_rank > 0 && !(o.lora_lr > 0)) throw Error("lora_lr: must be positive");
   fs::create_directories(o.output_dir);
   const auto bench_start = Clock::now();
 

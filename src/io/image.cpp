@@ -408,7 +408,7 @@ FitPolicy parse_fit_policy(const std::string& name) {
   if (name == "crop") return FitPolicy::CenterCrop;
   if (name == "resize") return FitPolicy::Resize;
   if (name == "pad") return FitPolicy::Pad;
-  throw Error("--fit: unknown value '" + name + "' (expected crop, resize or pad)");
+  throw Error("fit: unknown value '" + name + "' (expected crop, resize or pad)");
 }
 
 const char* fit_policy_name(FitPolicy policy) {

@@ -43,7 +43,7 @@ LoRAKeyFormat parse_lora_key_format(const std::string& name) {
   if (name == "native" || name == "sine") return LoRAKeyFormat::Native;
   if (name == "kohya") return LoRAKeyFormat::Kohya;
   if (name == "diffusers") return LoRAKeyFormat::Diffusers;
-  throw Error("--lora-format: unknown LoRA key format '" + name + "' (known: native, kohya, diffusers)");
+  throw Error("lora_format: unknown LoRA key format '" + name + "' (known: native, kohya, diffusers)");
 }
 
 const char* lora_key_format_name(LoRAKeyFormat format) {

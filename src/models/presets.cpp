@@ -54,7 +54,7 @@ ModelConfig model_config_preset(const std::string& name) {
   if (name == "sd15") return ModelConfig{};
   if (name == "tiny") return tiny_reference();
   if (name == "micro") return micro();
-  throw Error("--config: unknown model config '" + name + "' (known: " + model_config_preset_names() + ")");
+  throw Error("config: unknown model config '" + name + "' (known: " + model_config_preset_names() + ")");
 }
 
 }  // namespace sine

@@ -34,10 +34,10 @@ std::shared_ptr<ClipTokenizer> find_tokenizer(const std::string& model_path, con
     if (fs::is_directory(p)) return std::make_shared<ClipTokenizer>(ClipTokenizer::from_dir(p));
     if (p.size() > 3 && p.compare(p.size() - 3, 3, ".gz") == 0)
       return std::make_shared<ClipTokenizer>(ClipTokenizer::from_bpe_gz(p));
-    throw Error("--tokenizer " + p + ": expected a folder with vocab.json + merges.txt or a bpe_simple_vocab_16e6.txt.gz file");
+    throw Error("tokenizer: " + p + ": expected a folder with vocab.json + merges.txt or a bpe_simple_vocab_16e6.txt.gz file");
   };
   if (!explicit_path.empty()) {
-    if (!fs::exists(explicit_path)) throw Error("--tokenizer " + explicit_path + ": no such file or folder");
+    if (!fs::exists(explicit_path)) throw Error("tokenizer: " + explicit_path + ": no such file or folder");
     return from_path(explicit_path);
   }
   auto has_tokenizer = [](const fs::path& dir) {
@@ -72,8 +72,8 @@ ConfigOverrides parse_config_flag(const std::string& value) {
 
 std::string resolve_model_path(const LoadOptions& options) {
   std::string path = options.model.empty() ? default_model_path() : options.model;
-  if (path.empty()) throw Error("--model: no model given and no bundled default model found (set SINE_MODEL or pass -m)");
-  if (!fs::exists(path)) throw Error("--model " + path + ": no such file or folder");
+  if (path.empty()) throw Error("model: no model given and no bundled default model found (set SINE_MODEL or pass -m)");
+  if (!fs::exists(path)) throw Error("model: " + path + ": no such file or folder");
   return path;
 }
 

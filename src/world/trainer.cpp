@@ -108,13 +108,13 @@ std::vector<std::pair<int64_t, int64_t>> parse_buckets(const std::string& text, 
     long long w = 0, h = 0;
     char x = 0, rest = 0;
     if (std::sscanf(item.c_str(), " %lld %c %lld %c", &w, &x, &h, &rest) != 3 || (x != 'x' && x != 'X'))
-      throw Error("--buckets: '" + item + "' is not WIDTHxHEIGHT (e.g. 64x64,128x64)");
+      throw Error("buckets: '" + item + "' is not WIDTHxHEIGHT (e.g. 64x64,128x64)");
     if (w < factor || h < factor || w % factor || h % factor || w > 1024 || h > 1024)
-      throw Error("--buckets: " + item + " must have sides that are multiples of " + std::to_string(factor) +
+      throw Error("buckets: " + item + " must have sides that are multiples of " + std::to_string(factor) +
                   " between " + std::to_string(factor) + " and 1024");
     out.emplace_back(h, w);
   }
-  if (out.empty()) throw Error("--buckets: no bucket given");
+  if (out.empty()) throw Error("buckets: no bucket given");
   return out;
 }
 

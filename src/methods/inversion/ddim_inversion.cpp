@@ -12,7 +12,7 @@ std::vector<torch::Tensor> ddim_invert(Pipeline& pipe, const torch::Tensor& z0, 
                                        const InversionOptions& options, const torch::Tensor& uncond,
                                        const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
-  if (options.steps < 1) throw Error("--steps must be at least 1");
+  if (options.steps < 1) throw Error("steps: must be at least 1");
   const bool guided = options.guidance != 1.0;
   if (guided && !uncond.defined()) throw Error("inversion with guidance needs an unconditional embedding");
   const int64_t b = z0.size(0);

@@ -41,10 +41,10 @@ torch::Tensor word_weights(const ClipTokenizer& tokenizer, const std::string& so
 LocalBlend::LocalBlend(const ClipTokenizer& tokenizer, const std::string& source, const std::string& target,
                        const LocalBlendConfig& config, const EditLayerRules& rules, int64_t num_steps)
     : config_(config), rules_(rules) {
-  alpha_ = word_weights(tokenizer, source, target, config.source_words, config.target_words, "--blend-words");
+  alpha_ = word_weights(tokenizer, source, target, config.source_words, config.target_words, "blend_words");
   if (!config.source_substruct.empty() || !config.target_substruct.empty())
     substruct_alpha_ = word_weights(tokenizer, source, target, config.source_substruct, config.target_substruct,
-                                    "--blend-substruct");
+                                    "blend_substruct");
   start_ = static_cast<int64_t>(config.start * static_cast<double>(num_steps));
 }
 

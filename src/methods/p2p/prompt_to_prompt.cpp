@@ -12,7 +12,7 @@ EditKind parse_edit_kind(const std::string& name) {
   if (name == "replace" || name == "swap") return EditKind::replace;
   if (name == "refine") return EditKind::refine;
   if (name == "none") return EditKind::none;
-  throw Error("--edit: unknown edit '" + name + "' (known: replace, refine, none)");
+  throw Error("edit: unknown edit '" + name + "' (known: replace, refine, none)");
 }
 
 EditKind choose_edit_kind(const std::string& name, const std::string& source, const std::string& target) {
@@ -64,7 +64,7 @@ torch::Tensor equalizer(const ClipTokenizer& tokenizer, const std::string& text,
   auto eq = torch::ones({kMaxWords});
   for (const auto& [word, value] : values) {
     auto inds = word_indices(tokenizer, text, word);
-    if (inds.empty()) throw Error("--reweight: word '" + word + "' is not in the prompt '" + text + "'");
+    if (inds.empty()) throw Error("reweight: word '" + word + "' is not in the prompt '" + text + "'");
     for (int64_t i : inds)
       if (i < kMaxWords) eq[i] = value;
   }

@@ -9,7 +9,7 @@ namespace sine {
 GridInterpolation parse_grid_interpolation(const std::string& name) {
   if (name == "bilinear") return GridInterpolation::Bilinear;
   if (name == "nearest") return GridInterpolation::Nearest;
-  throw Error("--grid-interp: unknown interpolation '" + name + "' (use bilinear or nearest)");
+  throw Error("grid_interpolation: unknown interpolation '" + name + "' (use bilinear or nearest)");
 }
 
 const char* grid_interpolation_name(GridInterpolation mode) {

@@ -19,7 +19,7 @@ SineEditMode parse_sine_edit_mode(const std::string& name) {
   if (name == "sine") return SineEditMode::Sine;
   if (name == "no-guidance") return SineEditMode::NoGuidance;
   if (name == "pretrained") return SineEditMode::Pretrained;
-  throw Error("--mode: unknown edit mode '" + name + "' (use sine, no-guidance or pretrained)");
+  throw Error("mode: unknown edit mode '" + name + "' (use sine, no-guidance or pretrained)");
 }
 
 const char* sine_edit_mode_name(SineEditMode mode) {

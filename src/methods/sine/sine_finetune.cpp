@@ -14,7 +14,7 @@ namespace sine {
 SineMode parse_sine_mode(const std::string& name) {
   if (name == "whole") return SineMode::Whole;
   if (name == "patch") return SineMode::Patch;
-  throw Error("--mode: unknown SINE mode '" + name + "' (use whole or patch)");
+  throw Error("mode: unknown SINE mode '" + name + "' (use whole or patch)");
 }
 
 const char* sine_mode_name(SineMode mode) { return mode == SineMode::Patch ? "patch" : "whole"; }
@@ -24,7 +24,7 @@ std::string sine_training_prompt(const std::string& prompt_template, const std::
   std::string out = prompt_template;
   const auto pos = out.find(key);
   if (pos == std::string::npos)
-    throw Error("--template \"" + prompt_template + "\" has no {class} placeholder");
+    throw Error("prompt_template: \"" + prompt_template + "\" has no {class} placeholder");
   out.replace(pos, key.size(), class_word);
   return out;
 }
@@ -35,10 +35,10 @@ SineFinetuner::SineFinetuner(Pipeline& pipeline, const torch::Tensor& image_u8, 
     : pipeline_(pipeline), config_(std::move(config)) {
   if (!image_u8.defined() || image_u8.dim() != 3 || image_u8.size(2) != 3 || image_u8.scalar_type() != torch::kUInt8)
     throw Error("sine finetune: the input image must be uint8 [H, W, 3]");
-  if (config_.class_word.empty()) throw Error("--class must not be empty");
-  if (config_.steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(config_.steps) + ")");
-  if (!(config_.lr > 0)) throw Error("--lr must be positive");
-  if (config_.recon_weight < 0) throw Error("--recon-weight must not be negative");
+  if (config_.class_word.empty()) throw Error("class_word: must not be empty");
+  if (config_.steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(config_.steps) + ")");
+  if (!(config_.lr > 0)) throw Error("lr: must be positive");
+  if (config_.recon_weight < 0) throw Error("recon_weight: must not be negative");
   prompt_ = sine_training_prompt(config_.prompt_template, config_.class_word);
   tokens_ = pipeline_.tokenize(prompt_);
 

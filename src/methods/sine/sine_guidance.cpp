@@ -31,7 +31,7 @@ torch::Tensor guided_eps(const GuidanceSources& sources, const torch::Tensor& x,
 
 torch::Tensor sine_sample(const GuidanceSources& sources, const torch::Tensor& x_T, const SineSamplingConfig& config,
                           const StepCallback& on_step) {
-  if (config.steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(config.steps) + ")");
+  if (config.steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(config.steps) + ")");
   if (!sources.uncond || !sources.edit) throw Error("sine edit: the pre-trained model's ε sources are missing");
   torch::NoGradGuard no_grad;
   // DDIMConfig::stable_diffusion is LDM's DDIMSampler schedule: arange(0, T, T/S) + 1, ᾱ_prev[0] = ᾱ_0.

@@ -21,7 +21,7 @@ ImageEncoderConfig ImageEncoderConfig::preset(const std::string& name, int64_t t
     c.layers = 2;
     c.heads = 4;
   } else {
-    throw Error("--encoder: unknown image encoder '" + name + "' (known: vit-b32, tiny)");
+    throw Error("encoder: unknown image encoder '" + name + "' (known: vit-b32, tiny)");
   }
   c.output_dim = text_width;
   return c;

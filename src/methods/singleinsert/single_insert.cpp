@@ -82,7 +82,7 @@ InsertObjective parse_insert_objective(const std::string& name) {
   if (name == "recon" || name == "baseline") return InsertObjective::Reconstruction;
   if (name == "fg") return InsertObjective::Foreground;
   if (name == "fg+bg") return InsertObjective::ForegroundBackground;
-  throw Error("--objective: unknown objective '" + name + "' (known: recon, fg, fg+bg)");
+  throw Error("objective: unknown objective '" + name + "' (known: recon, fg, fg+bg)");
 }
 
 const char* insert_objective_name(InsertObjective objective) {
@@ -143,9 +143,10 @@ nlohmann::json SingleInsertConfig::to_json() const {
 SingleInsertTrainer::SingleInsertTrainer(Pipeline& pipeline, const torch::Tensor& image_u8,
                                          const torch::Tensor& mask, SingleInsertConfig config)
     : pipeline_(pipeline), config_(std::move(config)) {
-  if (config_.class_word.empty()) throw Error("--class: a class word is required (e.g. --class cube)");
-  if (config_.batch < 1) throw Error("--batch must be at least 1");
-  if (config_.stage1_steps < 0 || config_.stage2_steps < 0) throw Error("--steps must not be negative");
+  if (config_.class_word.empty()) throw Error("class_word: a class word is required (e.g. cube)");
+  if (config_.batch < 1) throw Error("batch: must be at least 1");
+  if (config_.stage1_steps < 0) throw Error("stage1_steps: must not be negative");
+  if (config_.stage2_steps < 0) throw Error("stage2_steps: must not be negative");
   if (image_u8.dim() != 3 || image_u8.size(2) != 3 || image_u8.scalar_type() != torch::kUInt8)
     throw Error("SingleInsert: expected an RGB uint8 image [H, W, 3]");
   if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
@@ -410,7 +411,7 @@ torch::Tensor attention_mask(Pipeline& pipeline, const torch::Tensor& image_u8, 
   torch::NoGradGuard no_grad;
   const std::string prompt = "a " + class_word;
   std::vector<int64_t> tokens = pipeline.tokenizer().word_token_indices(prompt, class_word);
-  if (tokens.empty()) throw Error("--class: '" + class_word + "' is not in the prompt's tokens");
+  if (tokens.empty()) throw Error("class_word: '" + class_word + "' is not in the prompt's tokens");
   torch::Tensor z0 = pipeline.encode_image(image_u8);
   torch::Tensor context = pipeline.encode_prompt(prompt);
   TokenAttentionCollector collector(tokens);
@@ -459,7 +460,7 @@ torch::Tensor encode_concept_prompt(Pipeline& pipeline, const std::string& promp
 torch::Tensor generate_with_concepts(Pipeline& pipeline, const std::vector<Concept>& concepts,
                                      const GenerateOptions& o, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
-  if (o.steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(o.steps) + ")");
+  if (o.steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(o.steps) + ")");
   const int64_t height = o.height > 0 ? o.height : pipeline.native_size();
   const int64_t width = o.width > 0 ? o.width : pipeline.native_size();
   const int64_t f = pipeline.vae_factor();
@@ -488,7 +489,7 @@ std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, cons
                                                         double cfg_scale, const std::string& negative_prompt) {
   torch::NoGradGuard no_grad;
   if (prompts.empty() || prompts.size() != seeds.size()) throw Error("generate: one seed per prompt is needed");
-  if (steps < 1) throw Error("--steps must be at least 1 (got " + std::to_string(steps) + ")");
+  if (steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(steps) + ")");
   const int64_t n = static_cast<int64_t>(prompts.size());
   const int64_t f = pipeline.vae_factor(), size = pipeline.native_size();
   std::vector<torch::Tensor> conds, noises;

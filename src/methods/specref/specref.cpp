@@ -19,7 +19,7 @@ MaskMode parse_mask_mode(const std::string& name) {
   if (name == "ms" || name == "ms-only") return MaskMode::ms_only;
   if (name == "mt" || name == "mt-only") return MaskMode::mt_only;
   if (name == "none" || name == "neither") return MaskMode::none;
-  throw Error("--masks: unknown mask mode '" + name + "' (known: both, ms, mt, none)");
+  throw Error("mask_mode: unknown mask mode '" + name + "' (known: both, ms, mt, none)");
 }
 
 const char* mask_mode_name(MaskMode mode) {
@@ -215,7 +215,7 @@ torch::Tensor derive_reference_mask(Pipeline& pipe, const std::vector<torch::Ten
     tokens.insert(tokens.end(), inds.begin(), inds.end());
   }
   if (tokens.empty())
-    throw Error("--ref-prompt: none of the words to derive M_s from occurs in '" + prompt + "'");
+    throw Error("ref_prompt: none of the words to derive M_s from occurs in '" + prompt + "'");
   DDIMScheduler scheduler(ddim, steps);
   auto timesteps = scheduler.timesteps();
   auto context = pipe.encode_prompt(prompt);
@@ -237,7 +237,7 @@ JointInversion invert_jointly(Pipeline& pipe, const SpecRefInputs& in, const Spe
                               const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   const int64_t n = config.steps;
-  if (n < 1) throw Error("--steps must be at least 1");
+  if (n < 1) throw Error("steps: must be at least 1");
   if (in.source.sizes() != in.reference.sizes())
     throw Error("SpecRef: the source and reference images must have the same size");
   JointInversion joint;
@@ -274,7 +274,7 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
                                   const SpecRefConfig& config, bool progress, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   SpecRefResult result;
-  if (in.edit_words.empty()) throw Error("--words: name the edited word(s) of the target prompt");
+  if (in.edit_words.empty()) throw Error("edit_words: name the edited word(s) of the target prompt");
   const int64_t n = config.steps;
   const int64_t H = in.source.size(0), W = in.source.size(1);
   const EditLayerRules& rules = joint.rules;
@@ -285,7 +285,7 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& joint, c
   std::vector<int64_t> tokens;
   for (const auto& word : in.edit_words) {
     auto inds = p2p::word_indices(pipe.tokenizer(), in.target_prompt, word);
-    if (inds.empty()) throw Error("--words: '" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
+    if (inds.empty()) throw Error("edit_words: '" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
     tokens.insert(tokens.end(), inds.begin(), inds.end());
   }
 
