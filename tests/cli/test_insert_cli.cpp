@@ -58,6 +58,15 @@ TEST(InsertCli, TrainGenerateExportImport) {
     auto a = load_safetensors(s.path("c.safetensors")), b = load_safetensors(s.path("back.safetensors"));
     EXPECT_EQ(a.size(), b.size()) << format;
     EXPECT_TRUE(torch::equal(a.at("token_vector"), b.at("token_vector")));
+    // Every LoRA tensor comes back under its own name with its values (stage II trained them).
+    int64_t nonzero = 0;
+    for (const auto& [key, value] : a) {
+      ASSERT_TRUE(b.count(key)) << format << ": " << key << " lost";
+      EXPECT_TRUE(torch::allclose(value.to(torch::kFloat32), b.at(key).to(torch::kFloat32), 0.0, 1e-6))
+          << format << ": " << key;
+      nonzero += key != "token_vector" && value.abs().max().item<double>() > 0;
+    }
+    EXPECT_GT(nonzero, 0) << format;
   }
 }
 
