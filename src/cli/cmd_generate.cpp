@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
+#include "io/safetensors.h"
 #include "pipeline/prompt_loras.h"
 
 namespace sine {
@@ -19,10 +20,21 @@ struct GenerateFlags {
   std::string sampler = "ddim";
   std::string scheduler = "default";
   std::string lora_dir;
+  std::string init_noise;
   bool no_prompt_syntax = false;
   std::string output = "output.png";
   int64_t batch_count = 1;
 };
+
+// x_T from a file, as diffusers' `latents=`: the tensor `init_latents`, `x_T` or `latents`, or a
+// file's only tensor; unit-variance noise [1, 4, H/8, W/8] (the sampler scales it).
+torch::Tensor read_init_noise(const std::string& path) {
+  auto tensors = load_safetensors(path);
+  for (const char* key : {"init_latents", "x_T", "latents"})
+    if (tensors.count(key)) return tensors.at(key).to(torch::kFloat32);
+  if (tensors.size() == 1) return tensors.begin()->second.to(torch::kFloat32);
+  throw Error("init_noise: " + path + ": no tensor named init_latents, x_T or latents, and more than one tensor");
+}
 
 void run_generate(GenerateFlags& f) {
   if (f.gen.prompt.empty() && f.init_image.empty()) throw Error("-p/--prompt is required");
@@ -32,6 +44,7 @@ void run_generate(GenerateFlags& f) {
     if (f.init_image.empty()) throw Error("--mask: inpainting needs -i/--init-image");
     f.gen.mask = read_mask(f.mask, f.gen.init_image.size(0), f.gen.init_image.size(1)).squeeze(0).squeeze(0);
   }
+  if (!f.init_noise.empty()) f.gen.init_latents = read_init_noise(f.init_noise);
   f.gen.masked_content = parse_masked_content(f.masked_content);
   f.gen.sampler = canonical_sampler_name(f.sampler);
   f.gen.schedule = parse_sigma_schedule(f.scheduler);
@@ -86,6 +99,9 @@ void register_generate(CLI::App& app) {
                   "what the masked region starts from: original, fill (mean colour of the rest), latent-noise, latent-nothing")
       ->capture_default_str();
   cmd->add_flag("--force", f->gen.force, "try a size the memory estimate says will not fit");
+  cmd->add_option("--init-noise", f->init_noise,
+                  "start from this x_T (a .safetensors with init_latents, x_T or latents [1,4,H/8,W/8], unit "
+                  "variance) instead of the seed's noise, as diffusers' latents=");
   cmd->add_option("--lora-dir", f->lora_dir, "folder of LoRA files for <lora:NAME:WEIGHT> in the prompt (kohya, diffusers, PEFT keys)");
   cmd->add_flag("--no-prompt-syntax", f->no_prompt_syntax,
                 "take the prompts literally (default: AUTOMATIC1111's (emphasis:1.2), [less], BREAK, chunks past 77 tokens, <lora:...>)");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/runtime.h"
@@ -395,6 +396,17 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   loop.on_latents = o.on_latents;
   torch::Tensor latents;
   const std::vector<int64_t> shape{1, config().unet.in_channels, height / f, width / f};
+  // x_T: the caller's (diffusers' latents=) or drawn from the seed.
+  auto start_noise = [&]() {
+    if (!o.init_latents.defined()) return randn(shape, generator);
+    if (o.init_latents.sizes() != c10::IntArrayRef(shape)) {
+      std::ostringstream msg;
+      msg << "init_noise: the latents are " << o.init_latents.sizes() << ", a " << width << "x" << height
+          << " image needs " << c10::IntArrayRef(shape);
+      throw Error(msg.str());
+    }
+    return o.init_latents.to(device_, torch::kFloat32);
+  };
   if (o.init_image.defined()) {
     auto image = fit_image(o.init_image, height, width, FitPolicy::CenterCrop);
     if (o.mask.defined() && o.masked_content == MaskedContent::fill)
@@ -412,7 +424,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     const int64_t kept = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
     if (kept == 0) return init;
     loop.first = sampler->evaluation_of_step(o.steps - kept);
-    auto noise = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
+    auto noise = start_noise();
     latents = sampler->add_noise(init, noise, loop.first);
     if (o.mask.defined()) {
       // Inpainting: after each step the kept region is the init latent at the next step's noise
@@ -426,9 +438,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
       };
     }
   } else {
-    latents = o.init_latents.defined() ? o.init_latents.to(device_, torch::kFloat32) : randn(shape, generator);
-    if (latents.sizes() != c10::IntArrayRef(shape))
-      throw Error("init latents have the wrong shape for " + std::to_string(width) + "x" + std::to_string(height));
+    latents = start_noise();
     latents = latents * sampler->init_noise_sigma();
   }
   std::optional<UNetGraph> graph;

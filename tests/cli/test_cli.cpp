@@ -247,6 +247,30 @@ TEST(Cli, GenerateWritesAPng) {
   fs::remove(out);
 }
 
+// The whole txt2img path as a user runs it -- tokenizer, text encoder, UNet with CFG, DDIM, VAE,
+// PNG -- against diffusers' StableDiffusionPipeline on the same x_T (fixture pipeline_txt2img: 5
+// DDIM steps, guidance 7.5, 128x128): every pixel within one 8-bit level.
+TEST(Cli, GenerateMatchesTheDiffusersPipelineFixture) {
+  const std::string fixture = kTiny + "/pipeline_txt2img.safetensors";
+  const std::string out = scratch().path("fixture.png");
+  auto r = scratch().sine("generate " + tiny_single_flags() + " -p " +
+                          quote("a photograph of an astronaut riding a horse") +
+                          " --steps 5 --cfg-scale 7.5 --sampling-method ddim -W 128 -H 128 --init-noise " +
+                          quote(fixture) + " -o " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto got = sine::read_image_rgb(out).to(torch::kInt);
+  auto ref = SafeTensors::open(fixture).get("image_01")[0].permute({1, 2, 0});
+  auto expected = (ref.to(torch::kFloat64) * 255).round().to(torch::kInt);
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  const int worst = (got - expected).abs().max().item<int>();
+  std::printf("  txt2img PNG vs diffusers: max |difference| %d of 255\n", worst);
+  EXPECT_LE(worst, 1);
+  // A noise file of the wrong size is refused, naming the flag.
+  expect_clean_failure("generate " + tiny_single_flags() + " -p a --steps 2 -W 64 -H 64 --init-noise " + quote(fixture),
+                       scratch().path("bad.png"), "--init-noise");
+  fs::remove(out);
+}
+
 // The PNG carries A1111's "parameters" text: every key A1111 writes for txt2img, the model named
 // and hashed (never its path), read back by the A1111-format parser and by `sine info IMAGE.png`.
 TEST(Cli, GeneratePngCarriesA1111Parameters) {
