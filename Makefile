@@ -4,13 +4,15 @@
 # make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU;
 #                  the SIGKILL crash test, label crash, runs once, in make test).
 # make fuzz:       libFuzzer targets (clang-14, ASan + UBSan) in build-fuzz/, each run FUZZ_SECONDS (10).
+# make test-asan:  the whole suite built with ASan + UBSan (build-asan/; label heavy excluded).
 BUILD ?= build
 BUILD_CUDA ?= build-cuda
 BUILD_FUZZ ?= build-fuzz
+BUILD_ASAN ?= build-asan
 FUZZ_SECONDS ?= 10
 JOBS ?= $(shell nproc)
 
-.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device fuzz clean
+.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device fuzz build-asan test-asan clean
 
 deps:
 	./scripts/install-deps.sh
@@ -51,5 +53,19 @@ fuzz: deps $(BUILD_FUZZ)/build.ninja
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh $(BUILD_FUZZ)
 
+$(BUILD_ASAN)/build.ninja:
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Release -DSINE_SANITIZE=ON
+
+build-asan: deps $(BUILD_ASAN)/build.ninja
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+# Any report fails the test that caused it (halt_on_error); leaks inside LibTorch's own static
+# state are listed in tests/sanitizers/lsan.supp.
+test-asan: build-asan
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
+
 clean:
-	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_FUZZ) $(BUILD_ASAN)

@@ -1,309 +1,62 @@
-#include <chrono>
+// `sine bench`: parses, runs eval/engine_bench, prints each row as it comes and the JSON.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "cli/cli_common.h"
-#include "core/atomic_file.h"
-#include "core/device.h"
-#include "core/error.h"
-#include "core/runtime.h"
-#include "core/torch_compat.h"
-#include "diffusion/ddim.h"
-#include "diffusion/guidance.h"
-#include "diffusion/noise_schedule.h"
-#include "eval/method_timing.h"
-#include "models/lora.h"
-#include "models/attention_hook.h"
+#include "eval/engine_bench.h"
+#include "io/json_file.h"
 #include "models/presets.h"
-#include "models/stable_diffusion.h"
-#include "models/unet_graph.h"
-#include "models/weights.h"
-#include "pipeline/pipeline.h"
-#include "tokenizer/bpe_trainer.h"
 
 namespace sine {
 
 namespace {
 
 struct BenchFlags {
-  std::string config = "sd15";
-  std::string device = "cpu";
-  std::string dtype = "fp32";
-  int64_t latent = 64;
-  int64_t batch = 2;
-  int64_t train_latent = 64;
-  int64_t repeat = 3;
-  int64_t image_steps = 20;
-  int64_t lora_rank = 4;
-  bool no_train = false;
-  bool no_baseline = false;
-  bool no_image = false;
-  bool cuda_graph = false;
-  bool methods = false;
-  bool only_methods = false;
+  EngineBenchOptions options;
   std::string json;
 };
 
-// Makes attention take the explicit-probabilities path everywhere: what any hook that reads the
-// maps (P2P, SpecRef masks) costs, and the baseline the fused path is compared against.
-struct ProbsPathHook : AttentionHook {
-  bool needs_probs(const AttentionSite&) override { return true; }
-};
-
-struct Timing {
-  double mean = 0, best = 1e30;
-};
-
-template <class F>
-Timing time_it(const torch::Device& device, int64_t repeat, F&& f, bool warm_up = true) {
-  if (warm_up) f();  // allocations, oneDNN primitive caches, cuBLAS handles
-  synchronize(device);
-  Timing t;
-  for (int64_t i = 0; i < repeat; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    f();
-    synchronize(device);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    t.mean += s / repeat;
-    t.best = std::min(t.best, s);
-  }
-  return t;
-}
-
-// One row per measurement; the console table and the JSON are written from the same rows.
-struct Row {
-  std::string what, shape, note;
-  Timing t;
-  double peak_gb = 0;
-};
-
-class Report {
- public:
-  explicit Report(torch::Device device) : device_(device) {}
-  void header() const {
+void run_bench(const BenchFlags& f) {
+  auto header = [](const std::string& description) {
+    std::printf("%s\n", description.c_str());
     std::printf("| %-40s | %-16s | %9s | %9s | %8s | %8s |\n", "what", "shape", "mean s", "best s", "it/s", "peak GB");
     std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(), std::string(18, '-').c_str(),
                 std::string(11, '-').c_str(), std::string(11, '-').c_str(), std::string(10, '-').c_str(),
                 std::string(10, '-').c_str());
-  }
-  // Starts a row's memory window (per row on CUDA; the CPU's peak RSS only grows).
-  void begin() const { reset_peak_memory(device_); }
-  void add(const std::string& what, const std::string& shape, const Timing& t, const std::string& note = "") {
-    push(Row{what, shape, note, t, peak_memory_bytes(device_) / 1e9});
-  }
-  // A row measured elsewhere (the methods' timings carry their own peak).
-  void add_measured(const std::string& what, double seconds, double peak_gb, const std::string& note) {
-    push(Row{what, "", note, Timing{seconds, seconds}, peak_gb});
-  }
-  nlohmann::json json() const {
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& r : rows_)
-      rows.push_back({{"what", r.what}, {"shape", r.shape}, {"mean_s", r.t.mean}, {"best_s", r.t.best},
-                      {"it_per_s", 1.0 / r.t.mean}, {"peak_gb", r.peak_gb}, {"note", r.note}});
-    return rows;
-  }
-
- private:
-  void push(Row r) {
-    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), r.shape.c_str(), r.t.mean,
-                r.t.best, 1.0 / r.t.mean, r.peak_gb, r.note.c_str());
+  };
+  auto row = [](const EngineBenchRow& r) {
+    std::printf("| %-40s | %-16s | %9.4f | %9.4f | %8.3f | %8.2f | %s\n", r.what.c_str(), r.shape.c_str(), r.mean_s,
+                r.best_s, 1.0 / r.mean_s, r.peak_gb, r.note.c_str());
     std::fflush(stdout);
-    rows_.push_back(std::move(r));
-  }
-  torch::Device device_;
-  std::vector<Row> rows_;
-};
-
-std::string square(int64_t b, int64_t side) {
-  return "B" + std::to_string(b) + " " + std::to_string(side) + "x" + std::to_string(side);
-}
-
-void run_bench(const BenchFlags& f) {
-  const torch::Device device = parse_device(f.device);
-  const torch::ScalarType dtype = parse_dtype(f.dtype);
-  if (f.latent < 8 || f.train_latent < 8) throw Error("--latent/--train-latent must be at least 8");
-  if (f.batch < 1 || f.repeat < 1) throw Error("--batch/--repeat must be at least 1");
-  if (f.image_steps < 1) throw Error("--image-steps must be at least 1");
-  ModelConfig config = model_config_preset(f.config);
-  torch::manual_seed(0);
-  StableDiffusion model = [&] {
-    ScopedDefaultDtype build_in(dtype);
-    return StableDiffusion(config);
-  }();
-  model->to(device, dtype);
-  model->eval();
-  UNetModel unet = model->unet;
-  const auto opts = torch::TensorOptions().device(device).dtype(dtype);
-  const auto longs = torch::TensorOptions().device(device).dtype(torch::kLong);
-  const int64_t ctx_len = config.text.context_length;
-  const int64_t px = f.latent * config.vae.downsample_factor();
-  std::printf("sine bench: %s (UNet %.1fM, VAE %.1fM, text %.1fM parameters), device %s, dtype %s, LibTorch %s%s\n",
-              f.config.c_str(), count_parameters(*unet) / 1e6, count_parameters(*model->vae) / 1e6,
-              count_parameters(*model->text_encoder) / 1e6, f.device.c_str(), dtype_name(dtype).c_str(),
-              compat::torch_version().c_str(), compat::has_sdpa ? " (SDPA)" : "");
-  std::printf("devices: %s\n", describe_devices().c_str());
-  // The pipeline over the random model, with a tokenizer learned from a few captions (token ids are
-  // all the networks see; the words only have to exist): the whole-image row and the methods use it.
-  static const std::vector<std::string> captions = {
-      "a red circle in the center on a white background", "a blue star in the center on a white background",
-      "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
-  Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype, "random " + f.config);
-  Report report(device);
-  report.header();
-  if (!f.only_methods) {
-    torch::NoGradGuard ng;
-    auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
-    report.begin();
-    report.add("text encode", "B1 77 tokens", time_it(device, f.repeat, [&] { model->text_encoder->encode(ids); }));
-
-    auto x = torch::randn({f.batch, config.unet.in_channels, f.latent, f.latent}, opts);
-    auto t = torch::full({f.batch}, 500, longs);
-    auto ctx = torch::randn({f.batch, ctx_len, config.unet.context_dim}, opts);
-    report.begin();
-    auto fused = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
-    report.add("UNet forward (fused attention)", square(f.batch, f.latent), fused,
-               compat::has_sdpa ? "SDPA" : "chunked softmax");
-    if (!f.no_baseline) {
-      ProbsPathHook hook;
-      ScopedAttentionHook guard(unet, &hook);  // for this row only
-      report.begin();
-      auto probs = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
-      char note[64];
-      std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
-      report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
-    }
-    DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 50);
-    auto latents = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
-    auto ctx2 = torch::randn({2, ctx_len, config.unet.context_dim}, opts);
-    auto t2 = torch::full({2}, 981, longs);
-    auto cfg_step = [&](const torch::Tensor& z, int64_t timestep) {
-      auto eps = unet->forward(torch::cat({z, z}), t2.fill_(timestep), ctx2).chunk(2);
-      return scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), timestep, z).prev_sample;
-    };
-    report.begin();
-    report.add("CFG sampling step (UNet B2 + DDIM)", square(1, f.latent),
-               time_it(device, f.repeat, [&] { cfg_step(latents, 981); }));
-    if (f.cuda_graph) {
-      if (!UNetGraph::supported(unet, device))
-        throw Error("--cuda-graph: CUDA graphs need a CUDA build (make build-cuda) and --device cuda");
-      UNetGraph graph(unet, torch::cat({latents, latents}), t2, ctx2);
-      report.begin();
-      report.add("CFG sampling step (CUDA graph)", square(1, f.latent), time_it(device, f.repeat, [&] {
-                   auto eps = graph.forward(torch::cat({latents, latents}), t2, ctx2).chunk(2);
-                   scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), 981, latents);
-                 }));
-    }
-    report.begin();
-    report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
-    if (!f.no_image) {
-      // What `sine generate` does after loading: two prompts, the CFG steps, the decode (one run).
-      GenerateOptions g;
-      g.prompt = "a red circle in the center on a white background";
-      g.steps = f.image_steps;
-      g.width = g.height = px;
-      report.begin();
-      auto whole = time_it(device, 1, [&] { pipe.generate(g); }, /*warm_up=*/false);
-      report.add("whole image (" + std::to_string(f.image_steps) + " CFG steps + decode)", square(1, px) + " px",
-                 whole);
-    }
-  }
-  if (!f.no_train && !f.only_methods) {
-    unet->train();
-    const std::string tshape = square(1, f.train_latent);
-    auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
-    auto tt = torch::full({1}, 500, longs);
-    auto ct = torch::randn({1, ctx_len, config.unet.context_dim}, opts);
-    auto noise = torch::randn_like(xt);
-    {
-      torch::optim::AdamW opt(unet->parameters(), torch::optim::AdamWOptions(1e-6));
-      auto train_step = [&] {
-        opt.zero_grad();
-        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
-        loss.backward();
-        opt.step();
-      };
-      for (bool ckpt : {false, true}) {
-        unet->set_gradient_checkpointing(ckpt);
-        report.begin();
-        report.add(ckpt ? "training step, full (ckpt)" : "training step, full", tshape,
-                   time_it(device, f.repeat, train_step), ckpt ? "fwd+bwd+AdamW, gradient checkpointing" : "fwd+bwd+AdamW");
-      }
-      unet->set_gradient_checkpointing(false);
-    }
-    if (f.lora_rank > 0) {
-      for (auto& p : unet->parameters()) p.set_requires_grad(false);
-      LoRAConfig lc;
-      lc.rank = f.lora_rank;
-      lc.text_encoder = false;
-      LoRANetwork lora = LoRANetwork::attach(model, lc);
-      std::vector<torch::Tensor> params;
-      for (auto& [name, p] : lora.parameters()) params.push_back(p);
-      torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-4));
-      auto train_step = [&] {
-        opt.zero_grad();
-        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
-        loss.backward();
-        opt.step();
-      };
-      report.begin();
-      report.add("training step, LoRA r" + std::to_string(f.lora_rank), tshape, time_it(device, f.repeat, train_step),
-                 std::to_string(lora.size()) + " adapted projections");
-      lora.remove();
-    }
-  }
-  if (f.methods || f.only_methods) {
-    // The methods' units of work on the same random model.
-    unet->eval();
-    MethodTimingOptions mo;
-    mo.steps = f.repeat;
-    mo.lora_rank = f.lora_rank > 0 ? f.lora_rank : 4;
-    for (const auto& r : time_methods(pipe, mo)) report.add_measured(r.what, r.seconds, r.peak_gb, r.note);
-  }
-  std::printf("peak memory: %.2f GB (%s)\n", peak_memory_bytes(device) / 1e9, peak_memory_kind(device).c_str());
-  if (!f.json.empty()) {
-    nlohmann::json j = {{"config", f.config},
-                        {"device", f.device},
-                        {"dtype", dtype_name(dtype)},
-                        {"libtorch", compat::torch_version()},
-                        {"sdpa", compat::has_sdpa},
-                        {"cuda_compiled", compat::cuda_compiled},
-                        {"devices", describe_devices()},
-                        {"threads", torch::get_num_threads()},
-                        {"rows", report.json()},
-                        {"peak_gb", peak_memory_bytes(device) / 1e9},
-                        {"peak_kind", peak_memory_kind(device)}};
-    write_atomically(f.json, [&](const std::string& tmp) {
-      std::ofstream out(tmp);
-      out << j.dump(2) << "\n";
-      out.close();
-      if (!out) throw Error("--json " + f.json + ": write failed");
-    });
-  }
+  };
+  const EngineBenchResult result = run_engine_bench(f.options, header, row);
+  std::printf("peak memory: %.2f GB (%s)\n", result.peak_gb, result.peak_kind.c_str());
+  if (!f.json.empty()) write_json_file(f.json, result.json(f.options));
 }
 
 }  // namespace
 
 void register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
+  EngineBenchOptions* o = &f->options;
   auto* cmd = app.add_subcommand(
       "bench", "time text encode, UNet forward, a CFG step, VAE decode, a whole image and training steps (random weights)");
-  cmd->add_option("--config", f->config, std::string("model size: ") + model_config_preset_names())->capture_default_str();
-  cmd->add_option("--device", f->device, "cpu or cuda[:N]")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "fp32, fp16 or bf16")->capture_default_str();
-  cmd->add_option("--latent", f->latent, "latent size for inference (64 = 512 px for SD 1.5)")->capture_default_str();
-  cmd->add_option("--batch", f->batch, "UNet batch for the forward timing")->capture_default_str();
-  cmd->add_option("--train-latent", f->train_latent, "latent size of the training step")->capture_default_str();
-  cmd->add_option("--repeat", f->repeat, "timed repetitions after one warm-up")->capture_default_str();
-  cmd->add_option("--image-steps", f->image_steps, "CFG steps of the whole-image timing")->capture_default_str();
-  cmd->add_option("--lora-rank", f->lora_rank, "rank of the LoRA training step (0: skip it)")->capture_default_str();
-  cmd->add_flag("--no-train", f->no_train, "skip the training-step timings");
-  cmd->add_flag("--no-baseline", f->no_baseline, "skip the explicit-probabilities baseline");
-  cmd->add_flag("--no-image", f->no_image, "skip the whole-image timing");
-  cmd->add_flag("--methods", f->methods,
+  cmd->add_option("--config", o->config, std::string("model size: ") + model_config_preset_names())->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--latent", o->latent, "latent size for inference (64 = 512 px for SD 1.5)")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "UNet batch for the forward timing")->capture_default_str();
+  cmd->add_option("--train-latent", o->train_latent, "latent size of the training step")->capture_default_str();
+  cmd->add_option("--repeat", o->repeat, "timed repetitions after one warm-up")->capture_default_str();
+  cmd->add_option("--image-steps", o->image_steps, "CFG steps of the whole-image timing")->capture_default_str();
+  cmd->add_option("--lora-rank", o->lora_rank, "rank of the LoRA training step (0: skip it)")->capture_default_str();
+  cmd->add_flag("!--no-train", o->train, "skip the training-step timings");
+  cmd->add_flag("!--no-baseline", o->baseline, "skip the explicit-probabilities baseline");
+  cmd->add_flag("!--no-image", o->image, "skip the whole-image timing");
+  cmd->add_flag("--methods", o->methods,
                 "also time the methods: SINE fine-tune (full, LoRA) and edit, SingleInsert stages, SpecRef edit");
-  cmd->add_flag("--only-methods", f->only_methods, "time the methods only");
-  cmd->add_flag("--cuda-graph", f->cuda_graph, "also time the CFG step replayed as a CUDA graph (CUDA only)");
+  cmd->add_flag("--only-methods", o->only_methods, "time the methods only");
+  cmd->add_flag("--cuda-graph", o->cuda_graph, "also time the CFG step replayed as a CUDA graph (CUDA only)");
   cmd->add_option("--json", f->json, "also write the rows as JSON to this file");
   on_run(cmd, [f] { run_bench(*f); });
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
@@ -308,6 +309,35 @@ TEST(Cli, GeneratePngCarriesA1111Parameters) {
   EXPECT_EQ(j["prompt"], "a red circle, big");
   EXPECT_EQ(j["Sampler"], "Euler a");
   fs::remove(out);
+}
+
+// `sine bench` on tiny random weights: every row printed is a row of the JSON, the switches drop
+// their rows, bad sizes name the flag.
+TEST(Cli, BenchRowsArePrintedAndWritten) {
+  const std::string json = scratch().path("bench.json");
+  auto r = scratch().sine("--threads 1 bench --config tiny --latent 8 --train-latent 8 --repeat 1 --image-steps 1 --json " +
+                          quote(json));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(std::ifstream(json));
+  std::vector<std::string> rows;
+  for (const auto& row : j["rows"]) {
+    rows.push_back(row["what"]);
+    EXPECT_GT(row["mean_s"].get<double>(), 0.0) << row.dump();
+    EXPECT_NE(r.out.find("| " + row["what"].get<std::string>()), std::string::npos) << row["what"];
+  }
+  for (const char* what : {"text encode", "UNet forward (fused attention)", "UNet forward (explicit probs: baseline)",
+                           "CFG sampling step (UNet B2 + DDIM)", "VAE decode", "training step, full",
+                           "training step, full (ckpt)", "training step, LoRA r4"})
+    EXPECT_NE(std::find(rows.begin(), rows.end(), what), rows.end()) << what;
+  EXPECT_EQ(j["config"], "tiny");
+  r = scratch().sine("--threads 1 bench --config tiny --latent 8 --repeat 1 --no-train --no-image --no-baseline --json " +
+                     quote(json));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(j["rows"].size(), 4u) << j["rows"].dump();
+  r = scratch().sine("bench --config tiny --latent 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--latent: must be at least 8"), std::string::npos) << r.err;
 }
 
 TEST(CliErrors, UnknownSamplingMethod) {

@@ -1,0 +1,261 @@
+#include "eval/engine_bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "core/runtime.h"
+#include "core/torch_compat.h"
+#include "core/validate.h"
+#include "diffusion/ddim.h"
+#include "diffusion/guidance.h"
+#include "diffusion/noise_schedule.h"
+#include "eval/method_timing.h"
+#include "models/lora.h"
+#include "models/attention_hook.h"
+#include "models/presets.h"
+#include "models/stable_diffusion.h"
+#include "models/unet_graph.h"
+#include "models/weights.h"
+#include "pipeline/pipeline.h"
+#include "tokenizer/bpe_trainer.h"
+
+namespace sine {
+
+namespace {
+
+// Makes attention take the explicit-probabilities path everywhere: what any hook that reads the
+// maps (P2P, SpecRef masks) costs, and the baseline the fused path is compared against.
+struct ProbsPathHook : AttentionHook {
+  bool needs_probs(const AttentionSite&) override { return true; }
+};
+
+struct Timing {
+  double mean = 0, best = 1e30;
+};
+
+template <class F>
+Timing time_it(const torch::Device& device, int64_t repeat, F&& f, bool warm_up = true) {
+  if (warm_up) f();  // allocations, oneDNN primitive caches, cuBLAS handles
+  synchronize(device);
+  Timing t;
+  for (int64_t i = 0; i < repeat; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    f();
+    synchronize(device);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    t.mean += s / repeat;
+    t.best = std::min(t.best, s);
+  }
+  return t;
+}
+
+// One row per measurement, handed to `on_row` as soon as it is measured.
+class Rows {
+ public:
+  Rows(torch::Device device, std::vector<EngineBenchRow>& rows, const std::function<void(const EngineBenchRow&)>& on_row)
+      : device_(device), rows_(rows), on_row_(on_row) {}
+  // Starts a row's memory window (per row on CUDA; the CPU's peak RSS only grows).
+  void begin() const { reset_peak_memory(device_); }
+  void add(const std::string& what, const std::string& shape, const Timing& t, const std::string& note = "") {
+    push(EngineBenchRow{what, shape, note, t.mean, t.best, peak_memory_bytes(device_) / 1e9});
+  }
+  // A row measured elsewhere (the methods' timings carry their own peak).
+  void add_measured(const std::string& what, double seconds, double peak_gb, const std::string& note) {
+    push(EngineBenchRow{what, "", note, seconds, seconds, peak_gb});
+  }
+
+ private:
+  void push(EngineBenchRow r) {
+    rows_.push_back(std::move(r));
+    if (on_row_) on_row_(rows_.back());
+  }
+  torch::Device device_;
+  std::vector<EngineBenchRow>& rows_;
+  const std::function<void(const EngineBenchRow&)>& on_row_;
+};
+
+std::string square(int64_t b, int64_t side) {
+  return "B" + std::to_string(b) + " " + std::to_string(side) + "x" + std::to_string(side);
+}
+
+}  // namespace
+
+void EngineBenchOptions::validate() const {
+  if (latent < 8) throw Error("latent: must be at least 8 (got " + std::to_string(latent) + ")");
+  if (train_latent < 8) throw Error("train_latent: must be at least 8 (got " + std::to_string(train_latent) + ")");
+  if (batch < 1) throw Error("batch: must be at least 1 (got " + std::to_string(batch) + ")");
+  if (repeat < 1) throw Error("repeat: must be at least 1 (got " + std::to_string(repeat) + ")");
+  if (image_steps < 1) throw Error("image_steps: must be at least 1 (got " + std::to_string(image_steps) + ")");
+  if (lora_rank < 0) throw Error("lora_rank: must be 0 (skip) or positive (got " + std::to_string(lora_rank) + ")");
+}
+
+nlohmann::json EngineBenchResult::json(const EngineBenchOptions& f) const {
+  nlohmann::json rows_json = nlohmann::json::array();
+  for (const auto& r : rows)
+    rows_json.push_back({{"what", r.what}, {"shape", r.shape}, {"mean_s", r.mean_s}, {"best_s", r.best_s},
+                         {"it_per_s", 1.0 / r.mean_s}, {"peak_gb", r.peak_gb}, {"note", r.note}});
+  return {{"config", f.config},
+          {"device", f.device},
+          {"dtype", dtype_name(parse_dtype(f.dtype))},
+          {"libtorch", compat::torch_version()},
+          {"sdpa", compat::has_sdpa},
+          {"cuda_compiled", compat::cuda_compiled},
+          {"devices", devices},
+          {"threads", torch::get_num_threads()},
+          {"rows", rows_json},
+          {"peak_gb", peak_gb},
+          {"peak_kind", peak_kind}};
+}
+
+EngineBenchResult run_engine_bench(const EngineBenchOptions& f, const std::function<void(const std::string&)>& on_start,
+                                   const std::function<void(const EngineBenchRow&)>& on_row) {
+  f.validate();
+  const torch::Device device = parse_device(f.device);
+  const torch::ScalarType dtype = parse_dtype(f.dtype);
+  ModelConfig config = model_config_preset(f.config);
+  torch::manual_seed(0);
+  StableDiffusion model = [&] {
+    ScopedDefaultDtype build_in(dtype);
+    return StableDiffusion(config);
+  }();
+  model->to(device, dtype);
+  model->eval();
+  UNetModel unet = model->unet;
+  const auto opts = torch::TensorOptions().device(device).dtype(dtype);
+  const auto longs = torch::TensorOptions().device(device).dtype(torch::kLong);
+  const int64_t ctx_len = config.text.context_length;
+  const int64_t px = f.latent * config.vae.downsample_factor();
+  char line[256];
+  std::snprintf(line, sizeof line, "sine bench: %s (UNet %.1fM, VAE %.1fM, text %.1fM parameters), device %s, dtype %s, LibTorch %s%s",
+                f.config.c_str(), count_parameters(*unet) / 1e6, count_parameters(*model->vae) / 1e6,
+                count_parameters(*model->text_encoder) / 1e6, f.device.c_str(), dtype_name(dtype).c_str(),
+                compat::torch_version().c_str(), compat::has_sdpa ? " (SDPA)" : "");
+  EngineBenchResult result;
+  result.description = line;
+  result.devices = describe_devices();
+  if (on_start) on_start(result.description + "\ndevices: " + result.devices);
+  // The pipeline over the random model, with a tokenizer learned from a few captions (token ids are
+  // all the networks see; the words only have to exist): the whole-image row and the methods use it.
+  static const std::vector<std::string> captions = {
+      "a red circle in the center on a white background", "a blue star in the center on a white background",
+      "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
+  Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype, "random " + f.config);
+  Rows report(device, result.rows, on_row);
+  if (!f.only_methods) {
+    torch::NoGradGuard ng;
+    auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
+    report.begin();
+    report.add("text encode", "B1 77 tokens", time_it(device, f.repeat, [&] { model->text_encoder->encode(ids); }));
+
+    auto x = torch::randn({f.batch, config.unet.in_channels, f.latent, f.latent}, opts);
+    auto t = torch::full({f.batch}, 500, longs);
+    auto ctx = torch::randn({f.batch, ctx_len, config.unet.context_dim}, opts);
+    report.begin();
+    auto fused = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
+    report.add("UNet forward (fused attention)", square(f.batch, f.latent), fused,
+               compat::has_sdpa ? "SDPA" : "chunked softmax");
+    if (f.baseline) {
+      ProbsPathHook hook;
+      ScopedAttentionHook guard(unet, &hook);  // for this row only
+      report.begin();
+      auto probs = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
+      char note[64];
+      std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
+      report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
+    }
+    DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 50);
+    auto latents = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
+    auto ctx2 = torch::randn({2, ctx_len, config.unet.context_dim}, opts);
+    auto t2 = torch::full({2}, 981, longs);
+    auto cfg_step = [&](const torch::Tensor& z, int64_t timestep) {
+      auto eps = unet->forward(torch::cat({z, z}), t2.fill_(timestep), ctx2).chunk(2);
+      return scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), timestep, z).prev_sample;
+    };
+    report.begin();
+    report.add("CFG sampling step (UNet B2 + DDIM)", square(1, f.latent),
+               time_it(device, f.repeat, [&] { cfg_step(latents, 981); }));
+    if (f.cuda_graph) {
+      if (!UNetGraph::supported(unet, device))
+        throw Error("cuda_graph: CUDA graphs need a CUDA build (make build-cuda) and --device cuda");
+      UNetGraph graph(unet, torch::cat({latents, latents}), t2, ctx2);
+      report.begin();
+      report.add("CFG sampling step (CUDA graph)", square(1, f.latent), time_it(device, f.repeat, [&] {
+                   auto eps = graph.forward(torch::cat({latents, latents}), t2, ctx2).chunk(2);
+                   scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), 981, latents);
+                 }));
+    }
+    report.begin();
+    report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
+    if (f.image) {
+      // What `sine generate` does after loading: two prompts, the CFG steps, the decode (one run).
+      GenerateOptions g;
+      g.prompt = "a red circle in the center on a white background";
+      g.steps = f.image_steps;
+      g.width = g.height = px;
+      report.begin();
+      auto whole = time_it(device, 1, [&] { pipe.generate(g); }, /*warm_up=*/false);
+      report.add("whole image (" + std::to_string(f.image_steps) + " CFG steps + decode)", square(1, px) + " px",
+                 whole);
+    }
+  }
+  if (f.train && !f.only_methods) {
+    unet->train();
+    const std::string tshape = square(1, f.train_latent);
+    auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
+    auto tt = torch::full({1}, 500, longs);
+    auto ct = torch::randn({1, ctx_len, config.unet.context_dim}, opts);
+    auto noise = torch::randn_like(xt);
+    {
+      torch::optim::AdamW opt(unet->parameters(), torch::optim::AdamWOptions(1e-6));
+      auto train_step = [&] {
+        opt.zero_grad();
+        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
+        loss.backward();
+        opt.step();
+      };
+      for (bool ckpt : {false, true}) {
+        unet->set_gradient_checkpointing(ckpt);
+        report.begin();
+        report.add(ckpt ? "training step, full (ckpt)" : "training step, full", tshape,
+                   time_it(device, f.repeat, train_step), ckpt ? "fwd+bwd+AdamW, gradient checkpointing" : "fwd+bwd+AdamW");
+      }
+      unet->set_gradient_checkpointing(false);
+    }
+    if (f.lora_rank > 0) {
+      for (auto& p : unet->parameters()) p.set_requires_grad(false);
+      LoRAConfig lc;
+      lc.rank = f.lora_rank;
+      lc.text_encoder = false;
+      LoRANetwork lora = LoRANetwork::attach(model, lc);
+      std::vector<torch::Tensor> params;
+      for (auto& [name, p] : lora.parameters()) params.push_back(p);
+      torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-4));
+      auto train_step = [&] {
+        opt.zero_grad();
+        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
+        loss.backward();
+        opt.step();
+      };
+      report.begin();
+      report.add("training step, LoRA r" + std::to_string(f.lora_rank), tshape, time_it(device, f.repeat, train_step),
+                 std::to_string(lora.size()) + " adapted projections");
+      lora.remove();
+    }
+  }
+  if (f.methods || f.only_methods) {
+    // The methods' units of work on the same random model.
+    unet->eval();
+    MethodTimingOptions mo;
+    mo.steps = f.repeat;
+    mo.lora_rank = f.lora_rank > 0 ? f.lora_rank : 4;
+    for (const auto& r : time_methods(pipe, mo)) report.add_measured(r.what, r.seconds, r.peak_gb, r.note);
+  }
+  result.peak_gb = peak_memory_bytes(device) / 1e9;
+  result.peak_kind = peak_memory_kind(device);
+  return result;
+}
+
+}  // namespace sine
