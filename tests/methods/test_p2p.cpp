@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 #include "methods/attention_layout.h"
+#include "methods/inversion/ddim_inversion.h"
+#include "methods/inversion/null_text_inversion.h"
 #include "methods/p2p/attention_store.h"
 #include "methods/p2p/local_blend.h"
 #include "methods/p2p/prompt_to_prompt.h"
@@ -253,6 +255,57 @@ TEST(EditLoop, HooksSeeEveryStepAndTheStoreFills) {
   p2p::Controller idle(pipe.tokenizer(), src, src, none, rules.store_max_pixels);
   auto same = p2p::edit_latents(pipe, src, src, z, &idle, &idle.store(), nullptr, {}, o);
   EXPECT_TRUE(torch::allclose(same[0], same[1], 1e-5, 1e-5));
+}
+
+// P2P on a real image, put together: the source branch, fed the null-text embeddings φ_t as its
+// unconditional context at guidance 7.5, is exactly DDIM from z*_T with those embeddings (and lands
+// nearer z*_0 than with the plain "" context); LocalBlend starts after int(start·T) steps and then
+// keeps the target equal to the source outside its mask.
+TEST(EditLoop, NullTextSourceBranchAndLocalBlendAtTheirSteps) {
+  Pipeline pipe = test::tiny_pipeline(4);
+  const std::string src = "a red circle in the center on a white background";
+  const std::string tgt = "a blue circle in the center on a white background";
+  torch::manual_seed(11);
+  auto z0 = 0.5 * torch::randn({1, 4, 16, 16});
+  auto cond = pipe.encode_prompt(src), uncond = pipe.encode_prompt("");
+  InversionOptions inv;
+  inv.steps = 4;
+  auto latents = ddim_invert(pipe, z0, cond, inv);
+  NullTextOptions nt;
+  nt.inner_steps = 20;
+  auto phi = null_text_inversion(pipe, latents, cond, uncond, inv, nt).embeddings;
+  p2p::ReconstructionPath path;
+  path.null_embeddings = phi;
+  p2p::EditOptions o;
+  o.steps = 4;
+  o.cfg_scale = 7.5;
+  const auto rules = edit_layer_rules(pipe.config().unet, 16, 16);
+  auto run = [&](p2p::LocalBlend* blend) {
+    p2p::ControllerConfig c;
+    c.num_steps = 4;
+    p2p::Controller ctl(pipe.tokenizer(), src, tgt, c, rules.store_max_pixels);
+    return p2p::edit_latents(pipe, src, tgt, latents.back(), &ctl, &ctl.store(), blend, path, o);
+  };
+  auto plain = run(nullptr);
+  auto rebuilt = ddim_sample(pipe, latents.back(), cond, uncond, 7.5, inv, phi);
+  EXPECT_TRUE(torch::allclose(plain[0], rebuilt[0], 1e-4, 1e-5)) << (plain[0] - rebuilt[0]).abs().max().item<double>();
+  auto without_phi = ddim_sample(pipe, latents.back(), cond, uncond, 7.5, inv);
+  EXPECT_LT((rebuilt - z0).abs().mean().item<double>(), (without_phi - z0).abs().mean().item<double>());
+
+  auto blend_config = p2p::LocalBlendConfig::for_prompts("red:blue", src, tgt, 0.9, 0.5);  // blends after step 2
+  p2p::LocalBlend blend(pipe.tokenizer(), src, tgt, blend_config, rules, 4);
+  auto blended = run(&blend);
+  EXPECT_EQ(blend.counter(), 4);
+  EXPECT_TRUE(torch::equal(blended[0], plain[0]));  // the source branch is never blended
+  ASSERT_TRUE(blend.last_mask().defined());
+  auto outside = blend.last_mask()[1].logical_not().expand({4, 16, 16});
+  ASSERT_GT(outside.sum().item<int64_t>(), 0);
+  EXPECT_TRUE(torch::equal(blended[1].masked_select(outside), blended[0].masked_select(outside)));
+  EXPECT_FALSE(torch::allclose(blended[1], plain[1]));
+  // start 1: never past int(1·T) = T, so the edit is the unblended one.
+  p2p::LocalBlend never(pipe.tokenizer(), src, tgt, p2p::LocalBlendConfig::for_prompts("red:blue", src, tgt, 0.3, 1.0),
+                        rules, 4);
+  EXPECT_TRUE(torch::allclose(run(&never), plain, 1e-6, 1e-7));
 }
 
 }  // namespace
