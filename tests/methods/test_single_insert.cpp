@@ -246,6 +246,65 @@ TEST(SingleInsert, StageILossesEqualAHandBuiltComputation) {
   EXPECT_GT(bg, 0.0);
 }
 
+// Stage II by hand, after two stage II steps (LoRA no longer zero): both branches through the LoRA
+// UNet and LoRA text encoder, the target from a separately loaded frozen model on the class prompt's
+// LoRA text states (the official code's choice), total = L_fg + γ·L_bg + η·L_sm.
+TEST(SingleInsert, StageIILossesEqualAHandBuiltComputation) {
+  auto [img, mask] = scene();
+  SingleInsertConfig c = small_config();
+  c.stage1_steps = 1;
+  c.stage2_steps = 2;
+  c.gamma = 1.5;
+  c.eta = 0.7;
+  c.stage2_lr = 1e-2;
+  SingleInsertTrainer trainer(tiny_pipeline(), img, mask, c);
+  trainer.run_stage1();
+  trainer.run_stage2();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(13);
+  torch::NoGradGuard no_grad;
+  const InsertLosses got = trainer.step_loss(2, gen).second;
+
+  Pipeline& pipe = tiny_pipeline();  // LoRA attached by the trainer
+  StableDiffusion& model = pipe.model();
+  LoadOptions o;
+  o.model = kTiny + "/tiny_sd15_original.safetensors";
+  o.config_json = kTiny + "/tiny_config.json";
+  o.tokenizer = kVocab;
+  Pipeline frozen = Pipeline::load(o);
+  const NoiseSchedule& schedule = NoiseSchedule::stable_diffusion();
+  auto draws = at::make_generator<at::CPUGeneratorImpl>(13);
+  const DiagonalGaussian posterior = frozen.model()->vae->encode(to_model_input(img));
+  auto shape = posterior.mean.sizes().vec();
+  shape[0] = c.batch;
+  const torch::Tensor z0 =
+      (posterior.mean + posterior.std * torch::randn(shape, draws, torch::kFloat32)) * pipe.config().vae.scaling_factor;
+  const torch::Tensor eps = torch::randn(z0.sizes(), draws, torch::kFloat32);
+  const torch::Tensor t = sample_timesteps(c.batch, draws, torch::kCPU);
+  const torch::Tensor z_t = add_noise(z0, eps, t, schedule);
+  const torch::Tensor v = trainer.concept_now().vector;
+  auto context = [&](const std::string& prompt, const std::vector<torch::Tensor>& vectors) {
+    const PlaceholderPrompt p = tokenize_with_placeholders(
+        pipe.tokenizer(), prompt, vectors.empty() ? std::vector<std::string>{} : std::vector<std::string>{"*"});
+    return encode_with_override(model->text_encoder, p, vectors).expand({c.batch, -1, -1});
+  };
+  auto x0 = [&](UNetModel& unet, const torch::Tensor& ctx) {
+    return pred_x0_from_eps(z_t, unet->forward(z_t, t, ctx), t, schedule);
+  };
+  const torch::Tensor class_states = context("cube", {});  // LoRA text states of the class prompt
+  const torch::Tensor x0_concept = x0(model->unet, context("* cube", {v}));
+  const torch::Tensor x0_class = x0(model->unet, class_states);
+  const torch::Tensor x0_frozen = x0(frozen.model()->unet, class_states);
+  const torch::Tensor M = latent_mask(mask, z0.size(2), z0.size(3));
+  const double fg = (M * (x0_concept - z0).pow(2)).mean().item<double>();
+  const double bg = ((1 - M) * (x0_concept - x0_frozen).pow(2)).mean().item<double>();
+  const double sm = (x0_class - x0_frozen).pow(2).mean().item<double>();
+  EXPECT_GT(sm, 0.0);  // the LoRA moved the class branch away from the frozen model
+  EXPECT_NEAR(got.fg, fg, 1e-4 * fg);
+  EXPECT_NEAR(got.bg, bg, 1e-4 * bg);
+  EXPECT_NEAR(got.sm, sm, 1e-3 * sm);
+  EXPECT_NEAR(got.total, fg + 1.5 * bg + 0.7 * sm, 1e-4 * (fg + 1.5 * bg + 0.7 * sm));
+}
+
 TEST(SingleInsert, ShortRunLowersTheLossOnAFixedDraw) {
   auto [img, mask] = scene();
   SingleInsertConfig c = small_config();
