@@ -126,6 +126,7 @@ struct EvalFlags {
   ModelFlags model;
   eval::WorldEvalConfig config;
   int64_t size = 0;
+  std::string sampler = "ddim", scheduler = "default";
   std::string output;
   bool vae = false;
   bool renders = false;
@@ -141,6 +142,8 @@ void run_eval(EvalFlags f) {
     c.width = c.height = f.size;
   }
   if (f.textured) c.sampling = world::with_textured_backgrounds(c.sampling);
+  c.sampler = canonical_sampler_name(f.sampler);
+  c.schedule = parse_sigma_schedule(f.scheduler);
   std::optional<Pipeline> loaded;
   if (!f.renders) loaded.emplace(load_pipeline(f.model));
   const std::string label = std::string("world eval") + (f.renders ? " --renders" : f.vae ? " --vae" : "");
@@ -201,6 +204,10 @@ void register_world(CLI::App& app) {
       ->capture_default_str();
   eval->add_option("--steps", e->config.steps, "sampling steps")->capture_default_str();
   eval->add_option("--cfg-scale", e->config.cfg_scale, "classifier-free guidance scale")->capture_default_str();
+  eval->add_option("--sampling-method", e->sampler, "sampling method, as `generate`: ddim, euler, euler_a, heun, dpmpp_2m")
+      ->capture_default_str();
+  eval->add_option("--scheduler", e->scheduler, "sigma schedule of the k-diffusion methods: default or karras")
+      ->capture_default_str();
   eval->add_option("-W,--width", e->config.width, "image width in pixels (default: the model's native size)");
   eval->add_option("-H,--height", e->config.height, "image height in pixels (default: the model's native size)");
   eval->add_option("--size", e->size, "square image side in pixels (same as -W N -H N)");

@@ -113,6 +113,8 @@ WorldEvalResult evaluate_world(Pipeline* pipeline, const WorldEvalConfig& config
       o.height = r.height;
       o.steps = c.steps;
       o.cfg_scale = c.cfg_scale;
+      o.sampler = c.sampler;
+      o.schedule = c.schedule;
       o.seed = seeds[i];
       image = pipeline->generate(o);
     }
@@ -160,6 +162,8 @@ nlohmann::json WorldEvalResult::to_json() const {
   if (config.mode == WorldEvalMode::prompt_following) {
     j["steps"] = config.steps;
     j["cfg_scale"] = config.cfg_scale;
+    j["sampler"] = config.sampler;
+    j["scheduler"] = config.schedule == SigmaSchedule::karras ? "karras" : "default";
   }
   if (config.mode == WorldEvalMode::vae) j["summary"]["psnr"] = mean_psnr;
   return j;
@@ -168,7 +172,11 @@ nlohmann::json WorldEvalResult::to_json() const {
 std::string WorldEvalResult::text() const {
   std::ostringstream s;
   s << name_of(config.mode) << " at " << width << "x" << height << " on " << all.images << " held-out captions ("
-    << all.objects << " objects), rate [95% interval]\n";
+    << all.objects << " objects)";
+  if (config.mode == WorldEvalMode::prompt_following)
+    s << ", " << config.steps << " steps " << config.sampler
+      << (config.schedule == SigmaSchedule::karras ? " karras" : "") << ", CFG " << config.cfg_scale;
+  s << ", rate [95% interval]\n";
   const nlohmann::json summary = all.summary();
   auto line = [&](const std::string& key, const nlohmann::json& j) {
     char buf[160];

@@ -26,6 +26,8 @@ struct WorldEvalConfig {
   uint64_t seed = 0;  // offset into world::eval_seeds (never drawn by training)
   int64_t steps = 30;
   double cfg_scale = 5.0;
+  std::string sampler = "ddim";  // diffusion/sampler.h's methods
+  SigmaSchedule schedule = SigmaSchedule::standard;
   int64_t width = 0, height = 0;  // 0: the model's native size (64 without a model)
   world::SceneSampling sampling;  // its aspect is set from width / height
   int64_t grid_images = 16;       // samples kept for the grid
