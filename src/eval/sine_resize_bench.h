@@ -35,6 +35,8 @@ struct SineResizeBenchOptions {
   bool textured_backgrounds = false;  // sources from the shapes-v4 world
   std::string output_dir = "bench-sine-resize";
   int64_t grid_scenes = 4;
+
+  void validate() const;  // errors name the field
 };
 
 // Prints the tables, writes output_dir/results.json and resize.png; returns the JSON.
