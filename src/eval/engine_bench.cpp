@@ -81,6 +81,144 @@ std::string square(int64_t b, int64_t side) {
   return "B" + std::to_string(b) + " " + std::to_string(side) + "x" + std::to_string(side);
 }
 
+// What every row group times on: the random model, its pipeline and the row sink.
+struct BenchContext {
+  const EngineBenchOptions& f;
+  torch::Device device;
+  ModelConfig config;
+  StableDiffusion model;
+  UNetModel unet;
+  Pipeline& pipe;
+  Rows& report;
+  torch::TensorOptions opts, longs;
+  int64_t ctx_len, px;
+};
+
+// Inference: text encode, UNet forward (fused and explicit-probabilities), a CFG step (and its CUDA
+// graph), VAE decode, a whole image.
+void time_inference(BenchContext& b) {
+  const EngineBenchOptions& f = b.f;
+  const torch::Device device = b.device;
+  const ModelConfig& config = b.config;
+  StableDiffusion& model = b.model;
+  UNetModel& unet = b.unet;
+  Pipeline& pipe = b.pipe;
+  Rows& report = b.report;
+  const auto& opts = b.opts;
+  const auto& longs = b.longs;
+  const int64_t ctx_len = b.ctx_len, px = b.px;
+  torch::NoGradGuard ng;
+  auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
+  report.begin();
+  report.add("text encode", "B1 77 tokens", time_it(device, f.repeat, [&] { model->text_encoder->encode(ids); }));
+
+  auto x = torch::randn({f.batch, config.unet.in_channels, f.latent, f.latent}, opts);
+  auto t = torch::full({f.batch}, 500, longs);
+  auto ctx = torch::randn({f.batch, ctx_len, config.unet.context_dim}, opts);
+  report.begin();
+  auto fused = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
+  report.add("UNet forward (fused attention)", square(f.batch, f.latent), fused,
+             compat::has_sdpa ? "SDPA" : "chunked softmax");
+  if (f.baseline) {
+    ProbsPathHook hook;
+    ScopedAttentionHook guard(unet, &hook);  // for this row only
+    report.begin();
+    auto probs = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
+    char note[64];
+    std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
+    report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
+  }
+  DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 50);
+  auto latents = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
+  auto ctx2 = torch::randn({2, ctx_len, config.unet.context_dim}, opts);
+  auto t2 = torch::full({2}, 981, longs);
+  auto cfg_step = [&](const torch::Tensor& z, int64_t timestep) {
+    auto eps = unet->forward(torch::cat({z, z}), t2.fill_(timestep), ctx2).chunk(2);
+    return scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), timestep, z).prev_sample;
+  };
+  report.begin();
+  report.add("CFG sampling step (UNet B2 + DDIM)", square(1, f.latent),
+             time_it(device, f.repeat, [&] { cfg_step(latents, 981); }));
+  if (f.cuda_graph) {
+    if (!UNetGraph::supported(unet, device))
+      throw Error("cuda_graph: CUDA graphs need a CUDA build (make build-cuda) and --device cuda");
+    UNetGraph graph(unet, torch::cat({latents, latents}), t2, ctx2);
+    report.begin();
+    report.add("CFG sampling step (CUDA graph)", square(1, f.latent), time_it(device, f.repeat, [&] {
+                 auto eps = graph.forward(torch::cat({latents, latents}), t2, ctx2).chunk(2);
+                 scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), 981, latents);
+               }));
+  }
+  report.begin();
+  report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
+  if (f.image) {
+    // What `sine generate` does after loading: two prompts, the CFG steps, the decode (one run).
+    GenerateOptions g;
+    g.prompt = "a red circle in the center on a white background";
+    g.steps = f.image_steps;
+    g.width = g.height = px;
+    report.begin();
+    auto whole = time_it(device, 1, [&] { pipe.generate(g); }, /*warm_up=*/false);
+    report.add("whole image (" + std::to_string(f.image_steps) + " CFG steps + decode)", square(1, px) + " px",
+               whole);
+  }
+}
+
+// Training steps: full (with and without gradient checkpointing) and LoRA.
+void time_training(BenchContext& b) {
+  const EngineBenchOptions& f = b.f;
+  const torch::Device device = b.device;
+  const ModelConfig& config = b.config;
+  StableDiffusion& model = b.model;
+  UNetModel& unet = b.unet;
+  Rows& report = b.report;
+  const auto& opts = b.opts;
+  const auto& longs = b.longs;
+  const int64_t ctx_len = b.ctx_len;
+  unet->train();
+  const std::string tshape = square(1, f.train_latent);
+  auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
+  auto tt = torch::full({1}, 500, longs);
+  auto ct = torch::randn({1, ctx_len, config.unet.context_dim}, opts);
+  auto noise = torch::randn_like(xt);
+  {
+    torch::optim::AdamW opt(unet->parameters(), torch::optim::AdamWOptions(1e-6));
+    auto train_step = [&] {
+      opt.zero_grad();
+      auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
+      loss.backward();
+      opt.step();
+    };
+    for (bool ckpt : {false, true}) {
+      unet->set_gradient_checkpointing(ckpt);
+      report.begin();
+      report.add(ckpt ? "training step, full (ckpt)" : "training step, full", tshape,
+                 time_it(device, f.repeat, train_step), ckpt ? "fwd+bwd+AdamW, gradient checkpointing" : "fwd+bwd+AdamW");
+    }
+    unet->set_gradient_checkpointing(false);
+  }
+  if (f.lora_rank > 0) {
+    for (auto& p : unet->parameters()) p.set_requires_grad(false);
+    LoRAConfig lc;
+    lc.rank = f.lora_rank;
+    lc.text_encoder = false;
+    LoRANetwork lora = LoRANetwork::attach(model, lc);
+    std::vector<torch::Tensor> params;
+    for (auto& [name, p] : lora.parameters()) params.push_back(p);
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-4));
+    auto train_step = [&] {
+      opt.zero_grad();
+      auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
+      loss.backward();
+      opt.step();
+    };
+    report.begin();
+    report.add("training step, LoRA r" + std::to_string(f.lora_rank), tshape, time_it(device, f.repeat, train_step),
+               std::to_string(lora.size()) + " adapted projections");
+    lora.remove();
+  }
+}
+
 }  // namespace
 
 void EngineBenchOptions::validate() const {
@@ -124,10 +262,6 @@ EngineBenchResult run_engine_bench(const EngineBenchOptions& f, const std::funct
   model->to(device, dtype);
   model->eval();
   UNetModel unet = model->unet;
-  const auto opts = torch::TensorOptions().device(device).dtype(dtype);
-  const auto longs = torch::TensorOptions().device(device).dtype(torch::kLong);
-  const int64_t ctx_len = config.text.context_length;
-  const int64_t px = f.latent * config.vae.downsample_factor();
   char line[256];
   std::snprintf(line, sizeof line, "sine bench: %s (UNet %.1fM, VAE %.1fM, text %.1fM parameters), device %s, dtype %s, LibTorch %s%s",
                 f.config.c_str(), count_parameters(*unet) / 1e6, count_parameters(*model->vae) / 1e6,
@@ -144,107 +278,11 @@ EngineBenchResult run_engine_bench(const EngineBenchOptions& f, const std::funct
       "a blue circle on the left on a gray background", "photo of a sks thing", "a * circle"};
   Pipeline pipe(model, std::make_shared<ClipTokenizer>(train_bpe(captions, 300)), device, dtype, "random " + f.config);
   Rows report(device, result.rows, on_row);
-  if (!f.only_methods) {
-    torch::NoGradGuard ng;
-    auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
-    report.begin();
-    report.add("text encode", "B1 77 tokens", time_it(device, f.repeat, [&] { model->text_encoder->encode(ids); }));
-
-    auto x = torch::randn({f.batch, config.unet.in_channels, f.latent, f.latent}, opts);
-    auto t = torch::full({f.batch}, 500, longs);
-    auto ctx = torch::randn({f.batch, ctx_len, config.unet.context_dim}, opts);
-    report.begin();
-    auto fused = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
-    report.add("UNet forward (fused attention)", square(f.batch, f.latent), fused,
-               compat::has_sdpa ? "SDPA" : "chunked softmax");
-    if (f.baseline) {
-      ProbsPathHook hook;
-      ScopedAttentionHook guard(unet, &hook);  // for this row only
-      report.begin();
-      auto probs = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
-      char note[64];
-      std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
-      report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
-    }
-    DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 50);
-    auto latents = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
-    auto ctx2 = torch::randn({2, ctx_len, config.unet.context_dim}, opts);
-    auto t2 = torch::full({2}, 981, longs);
-    auto cfg_step = [&](const torch::Tensor& z, int64_t timestep) {
-      auto eps = unet->forward(torch::cat({z, z}), t2.fill_(timestep), ctx2).chunk(2);
-      return scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), timestep, z).prev_sample;
-    };
-    report.begin();
-    report.add("CFG sampling step (UNet B2 + DDIM)", square(1, f.latent),
-               time_it(device, f.repeat, [&] { cfg_step(latents, 981); }));
-    if (f.cuda_graph) {
-      if (!UNetGraph::supported(unet, device))
-        throw Error("cuda_graph: CUDA graphs need a CUDA build (make build-cuda) and --device cuda");
-      UNetGraph graph(unet, torch::cat({latents, latents}), t2, ctx2);
-      report.begin();
-      report.add("CFG sampling step (CUDA graph)", square(1, f.latent), time_it(device, f.repeat, [&] {
-                   auto eps = graph.forward(torch::cat({latents, latents}), t2, ctx2).chunk(2);
-                   scheduler.step(classifier_free_guidance(eps[0], eps[1], 7.5), 981, latents);
-                 }));
-    }
-    report.begin();
-    report.add("VAE decode", square(1, px) + " px", time_it(device, f.repeat, [&] { model->vae->decode(latents); }));
-    if (f.image) {
-      // What `sine generate` does after loading: two prompts, the CFG steps, the decode (one run).
-      GenerateOptions g;
-      g.prompt = "a red circle in the center on a white background";
-      g.steps = f.image_steps;
-      g.width = g.height = px;
-      report.begin();
-      auto whole = time_it(device, 1, [&] { pipe.generate(g); }, /*warm_up=*/false);
-      report.add("whole image (" + std::to_string(f.image_steps) + " CFG steps + decode)", square(1, px) + " px",
-                 whole);
-    }
-  }
-  if (f.train && !f.only_methods) {
-    unet->train();
-    const std::string tshape = square(1, f.train_latent);
-    auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
-    auto tt = torch::full({1}, 500, longs);
-    auto ct = torch::randn({1, ctx_len, config.unet.context_dim}, opts);
-    auto noise = torch::randn_like(xt);
-    {
-      torch::optim::AdamW opt(unet->parameters(), torch::optim::AdamWOptions(1e-6));
-      auto train_step = [&] {
-        opt.zero_grad();
-        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
-        loss.backward();
-        opt.step();
-      };
-      for (bool ckpt : {false, true}) {
-        unet->set_gradient_checkpointing(ckpt);
-        report.begin();
-        report.add(ckpt ? "training step, full (ckpt)" : "training step, full", tshape,
-                   time_it(device, f.repeat, train_step), ckpt ? "fwd+bwd+AdamW, gradient checkpointing" : "fwd+bwd+AdamW");
-      }
-      unet->set_gradient_checkpointing(false);
-    }
-    if (f.lora_rank > 0) {
-      for (auto& p : unet->parameters()) p.set_requires_grad(false);
-      LoRAConfig lc;
-      lc.rank = f.lora_rank;
-      lc.text_encoder = false;
-      LoRANetwork lora = LoRANetwork::attach(model, lc);
-      std::vector<torch::Tensor> params;
-      for (auto& [name, p] : lora.parameters()) params.push_back(p);
-      torch::optim::AdamW opt(params, torch::optim::AdamWOptions(1e-4));
-      auto train_step = [&] {
-        opt.zero_grad();
-        auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
-        loss.backward();
-        opt.step();
-      };
-      report.begin();
-      report.add("training step, LoRA r" + std::to_string(f.lora_rank), tshape, time_it(device, f.repeat, train_step),
-                 std::to_string(lora.size()) + " adapted projections");
-      lora.remove();
-    }
-  }
+  BenchContext b{f, device, config, model, unet, pipe, report,
+                 torch::TensorOptions().device(device).dtype(dtype), torch::TensorOptions().device(device).dtype(torch::kLong),
+                 config.text.context_length, f.latent * config.vae.downsample_factor()};
+  if (!f.only_methods) time_inference(b);
+  if (f.train && !f.only_methods) time_training(b);
   if (f.methods || f.only_methods) {
     // The methods' units of work on the same random model.
     unet->eval();
