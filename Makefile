@@ -56,16 +56,18 @@ fuzz: deps $(BUILD_FUZZ)/build.ninja
 $(BUILD_ASAN)/build.ninja:
 	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Release -DSINE_SANITIZE=ON
 
+# Test discovery runs each test binary at build time: leak checks wait for the suite.
 build-asan: deps $(BUILD_ASAN)/build.ninja
-	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=0 cmake --build $(BUILD_ASAN) -j $(JOBS)
 
-# Any report fails the test that caused it (halt_on_error); leaks inside LibTorch's own static
-# state are listed in tests/sanitizers/lsan.supp.
+# Any report fails the test that caused it (halt_on_error); leaks that belong to LibTorch's own
+# state, not to sine, would be listed in tests/sanitizers/lsan.supp. Labels load (an RSS-growth
+# limit that ASan's quarantine breaks) and crash (SIGKILL timing, 15 min) are left to make test.
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
+	  ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda|load|crash'
 
 clean:
 	rm -rf $(BUILD) $(BUILD_CUDA) $(BUILD_FUZZ) $(BUILD_ASAN)

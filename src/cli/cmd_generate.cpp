@@ -1,3 +1,4 @@
+#include <filesystem>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -33,7 +34,7 @@ torch::Tensor read_init_noise(const std::string& path) {
   for (const char* key : {"init_latents", "x_T", "latents"})
     if (tensors.count(key)) return tensors.at(key).to(torch::kFloat32);
   if (tensors.size() == 1) return tensors.begin()->second.to(torch::kFloat32);
-  throw Error("init_noise: " + path + ": no tensor named init_latents, x_T or latents, and more than one tensor");
+  throw Error("init_latents: " + path + ": no tensor named init_latents, x_T or latents, and more than one tensor");
 }
 
 void run_generate(GenerateFlags& f) {
@@ -44,7 +45,11 @@ void run_generate(GenerateFlags& f) {
     if (f.init_image.empty()) throw Error("--mask: inpainting needs -i/--init-image");
     f.gen.mask = read_mask(f.mask, f.gen.init_image.size(0), f.gen.init_image.size(1)).squeeze(0).squeeze(0);
   }
-  if (!f.init_noise.empty()) f.gen.init_latents = read_init_noise(f.init_noise);
+  if (!f.init_noise.empty()) {
+    if (f.batch_count > 1) throw Error("--init-noise: one x_T gives one image; drop -b/--batch-count");
+    f.gen.init_latents = read_init_noise(f.init_noise);
+    f.gen.init_latents_name = std::filesystem::path(f.init_noise).filename().string();
+  }
   f.gen.masked_content = parse_masked_content(f.masked_content);
   f.gen.sampler = canonical_sampler_name(f.sampler);
   f.gen.schedule = parse_sigma_schedule(f.scheduler);

@@ -36,12 +36,16 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
   if (colon == std::string::npos || colon == 0) return message;
   const std::string field = message.substr(0, colon);
   if (field.find_first_not_of("abcdefghijklmnopqrstuvwxyzK_0123456789") != std::string::npos) return message;
-  // Fields whose flag is not the field's name with dashes.
+  // Fields whose flag is not the field's name with dashes (tried when that name is not a flag of
+  // the command: `insert train` has --prompt-template, `finetune` --template).
   static const std::map<std::string, std::string> kFlagOf{{"class_word", "class"},
                                                           {"prompt_template", "template"},
                                                           {"grid_interpolation", "grid-interp"},
                                                           {"edit_words", "words"},
-                                                          {"mask_mode", "masks"}};
+                                                          {"mask_mode", "masks"},
+                                                          {"init_latents", "init-noise"},
+                                                          {"queue_capacity", "queue"},
+                                                          {"data_dir", "data"}};
   const CLI::App* cmd = &app;
   for (bool deeper = true; deeper;) {
     deeper = false;
@@ -52,10 +56,11 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
         break;
       }
   }
-  const auto alias = kFlagOf.find(field);
-  std::string dashed = alias != kFlagOf.end() ? alias->second : field;
+  std::string dashed = field;
   std::replace(dashed.begin(), dashed.end(), '_', '-');
   const CLI::Option* opt = cmd->get_option_no_throw("--" + dashed);
+  if (const auto alias = kFlagOf.find(field); !opt && alias != kFlagOf.end())
+    opt = cmd->get_option_no_throw("--" + alias->second);
   return opt ? flag_names(*opt) + message.substr(colon) : message;
 }
 

@@ -74,7 +74,7 @@ class Rows {
   }
   torch::Device device_;
   std::vector<EngineBenchRow>& rows_;
-  const std::function<void(const EngineBenchRow&)>& on_row_;
+  std::function<void(const EngineBenchRow&)> on_row_;
 };
 
 std::string square(int64_t b, int64_t side) {

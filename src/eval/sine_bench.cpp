@@ -305,6 +305,7 @@ SceneResult run_scene(Pipeline& pre, const SineBenchOptions& o, int64_t i) {
         er.v_sweep.push_back(run({b}, SineEditMode::Sine).second);
       }
     }
+    if (i >= o.grid_scenes) er.row.clear();  // only the grid's scenes keep their images
     r.edits.push_back(std::move(er));
   }
   bar.finish();
@@ -329,7 +330,7 @@ SceneResult run_scene(Pipeline& pre, const SineBenchOptions& o, int64_t i) {
           ResizeResult rr{name + (mode == SineEditMode::Sine ? ", SINE" : ", fine-tuned alone"),
                           static_cast<int64_t>(world::judge(img).found.size()),
                           static_cast<int64_t>(scene.objects.size())};
-          if (mode == SineEditMode::NoGuidance)
+          if (mode == SineEditMode::NoGuidance && i < o.grid_scenes)
             r.resize_images.emplace_back(img, name + " " + std::to_string(w) + "x" + std::to_string(h) + ": " +
                                                   std::to_string(rr.found) + "/" + std::to_string(rr.expected));
           r.resize.push_back(std::move(rr));
@@ -407,6 +408,12 @@ BenchTally tally(const std::vector<SceneResult>& scenes, const SineBenchOptions&
 
 using eval::ReportTable;
 
+std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 ReportTable score_table(const std::string& first, const std::vector<std::pair<std::string, const Tally*>>& rows) {
   ReportTable table(first, {"edits", "success", "preservation", "both"});
   for (const auto& [name, t] : rows)
@@ -477,7 +484,7 @@ nlohmann::json report(BenchTally& t, const std::vector<SineStepTiming>& timings,
   if (o.sweeps) {
     std::vector<std::pair<std::string, const Tally*>> k_rows, v_rows;
     for (const auto& [k, kt] : t.k_sweep) k_rows.emplace_back(std::to_string(k), &kt);
-    for (const auto& [v, vt] : t.v_sweep) v_rows.emplace_back(fixed(v, 2), &vt);
+    for (const auto& [v, vt] : t.v_sweep) v_rows.emplace_back(fmt_g(v), &vt);
     ReportTable k_table = score_table("K", k_rows), v_table = score_table("v", v_rows);
     std::cout << "\nK sweep (SINE whole, v " << o.v << "): guidance while t >= K\n" << k_table.console();
     std::cout << "\nv sweep (SINE whole, K " << o.K << "): weight of the pre-trained edit prompt\n" << v_table.console();

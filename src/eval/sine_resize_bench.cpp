@@ -165,9 +165,10 @@ struct Tally {
 };
 
 Tally tally(const std::vector<nlohmann::json>& records, const std::vector<std::pair<int64_t, int64_t>>& canvases,
-            const std::string& output_dir) {
+            const std::string& output_dir, int64_t grid_scenes) {
   Tally t;
-  for (const nlohmann::json& r : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    const nlohmann::json& r = records[i];
     const int64_t expected = r.at("expected").get<int64_t>();
     for (const auto& name_json : r.at("rows")) {
       const std::string name = name_json.get<std::string>();
@@ -175,6 +176,7 @@ Tally tally(const std::vector<nlohmann::json>& records, const std::vector<std::p
       for (const auto& [w, h] : canvases)
         t.rows[name].add(r.at("counts").at(name).at(canvas_name(w, h)).get<int64_t>(), expected);
     }
+    if (static_cast<int64_t>(i) >= grid_scenes) continue;  // a record from a run with a larger --grid-scenes
     for (const auto& g : r.at("grid")) {
       t.grid.push_back(read_image_rgb((fs::path(output_dir) / "scenes" / g.at("file").get<std::string>()).string()));
       t.labels.push_back(g.at("label").get<std::string>());
@@ -255,11 +257,11 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
 
   std::vector<nlohmann::json> records;
   for (int64_t i = 0; i < o.scenes; ++i) records.push_back(run_scene(run, i));
-  Tally t = tally(records, run.canvases, o.output_dir);
+  Tally t = tally(records, run.canvases, o.output_dir, o.grid_scenes);
   nlohmann::json out = report(t, o, run.canvases, pre.source());
   out["scenes"] = records;
   if (!t.grid.empty()) {
-    const int64_t cols = static_cast<int64_t>(t.grid.size()) / std::min<int64_t>(o.scenes, o.grid_scenes);
+    const int64_t cols = static_cast<int64_t>(t.grid.size()) / std::max<int64_t>(1, std::min<int64_t>(o.scenes, o.grid_scenes));
     const std::string path = (fs::path(o.output_dir) / "resize.png").string();
     write_png(path, make_grid(t.grid, cols, 4, t.labels));
     out["grid"] = path;

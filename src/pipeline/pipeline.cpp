@@ -254,7 +254,7 @@ GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height
   p.set("Sampler", sampler_display_name(canonical_sampler_name(o.sampler)));
   p.set("Schedule type", o.schedule == SigmaSchedule::karras ? "Karras" : "Automatic");
   p.set("CFG scale", o.cfg_scale);
-  p.set("Seed", static_cast<int64_t>(o.seed));
+  p.set("Seed", static_cast<int64_t>(o.seed));  // with init_latents, x_T came from them, not the seed
   p.set("Size", std::to_string(width) + "x" + std::to_string(height));
   if (const auto hash = model_hash(); !hash.empty()) p.set("Model hash", hash);
   p.set("Model", model_name());
@@ -266,6 +266,7 @@ GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height
       p.set("Masked content", masked_content_name(o.masked_content));
   }
   p.set("Clip skip", o.clip_skip);
+  if (o.init_latents.defined()) p.set("Init noise", o.init_latents_name.empty() ? "given" : o.init_latents_name);
   p.set("Version", std::string("sine ") + SINE_VERSION);
   return p;
 }
@@ -401,7 +402,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     if (!o.init_latents.defined()) return randn(shape, generator);
     if (o.init_latents.sizes() != c10::IntArrayRef(shape)) {
       std::ostringstream msg;
-      msg << "init_noise: the latents are " << o.init_latents.sizes() << ", a " << width << "x" << height
+      msg << "init_latents: the latents are " << o.init_latents.sizes() << ", a " << width << "x" << height
           << " image needs " << c10::IntArrayRef(shape);
       throw Error(msg.str());
     }

@@ -47,6 +47,7 @@ struct GenerateOptions {
   torch::Tensor init_image;       // uint8 [H,W,3]: img2img when defined
   double strength = 0.75;         // img2img: fraction of the schedule that is re-noised
   torch::Tensor init_latents;     // optional starting noise [1,4,h,w] (scaled latent space)
+  std::string init_latents_name;  // where they came from (a file name), for the PNG parameters
   // Inpainting with init_image: float [H,W] in [0,1] at the init image's size, 1 = repaint. After
   // every step the kept region is the init latent re-noised to that step's level, blended in latent
   // space (A1111's masked img2img with a normal model); mask_blur feathers the mask (Gaussian, px).

@@ -198,6 +198,14 @@ TEST_F(BadInputs, MethodFilesAndOutputPaths) {
       {"eval width negative", "world eval --renders --count 1 -W -8 -o " + quote(path("ev")), "-W/--width"},
       {"compare not json", "world compare " + quote(path("text.png")) + " " + quote(path("text.png")), "text.png"},
       {"insert training prompt", "world bench-insert --training-prompt long --concepts 2 --seeds 1", "long"},
+      {"insert prompt template", "insert train -i " + good + " --mask " + good +
+           " --class circle --prompt-template 'a photo' -o " + quote(path("c.safetensors")),
+       "--prompt-template"},
+      {"finetune template", "finetune -i " + good + " --class circle --template 'a photo' -o " +
+           quote(path("f.safetensors")),
+       "--template"},
+      {"init noise batch", "generate -p a --init-noise " + quote(path("ft.safetensors")) + " -b 2 -o " + quote(out),
+       "--init-noise"},
   };
   for (const auto& row : rows) check(row, out);
 }
