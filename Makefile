@@ -1,5 +1,6 @@
 # make demo:       install dependencies, build, run the showcase on the bundled model.
 # make test:       install dependencies, build, run the whole test suite (Debian's LibTorch 1.13, CPU).
+# make test-heavy: the tests labelled heavy (full-size SD 1.5 random weights, GBs on disk; ~1-2 min).
 # make build-cuda: PyPI's LibTorch 2.11 (CUDA 13) in .venv, every CUDA path compiled in (build-cuda/).
 # make test-cuda:  the whole test suite with that CUDA-enabled binary (runs on the CPU without a GPU;
 #                  the SIGKILL crash test, label crash, runs once, in make test).
@@ -12,7 +13,7 @@ BUILD_ASAN ?= build-asan
 FUZZ_SECONDS ?= 10
 JOBS ?= $(shell nproc)
 
-.PHONY: deps deps-pip build test demo build-cuda test-cuda test-cuda-device fuzz build-asan test-asan clean
+.PHONY: deps deps-pip build test test-heavy demo build-cuda test-cuda test-cuda-device fuzz build-asan test-asan clean
 
 deps:
 	./scripts/install-deps.sh
@@ -28,6 +29,9 @@ build: deps $(BUILD)/build.ninja
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'heavy|cuda'
+
+test-heavy: build
+	cd $(BUILD) && ctest --output-on-failure -L heavy
 
 demo: build
 	./scripts/demo.sh $(BUILD)/sine
