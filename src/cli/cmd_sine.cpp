@@ -14,6 +14,7 @@
 #include "eval/sine_bench.h"
 #include "eval/sine_resize_bench.h"
 #include "io/image.h"
+#include "methods/sine/sine_branches.h"
 #include "methods/sine/sine_edit.h"
 #include "methods/sine/sine_finetune.h"
 #include "methods/method_parameters.h"
@@ -176,14 +177,8 @@ void run_edit(EditFlags& f) {
   if (c.mode != SineEditMode::Pretrained && f.finetuned.empty())
     throw Error("--finetuned is required (a model written by sine finetune)");
   if (f.steps < 1) throw Error("--steps must be at least 1");
-  check_v(f.v);
-  check_k(static_cast<double>(f.K));
-  for (int64_t k : f.ks) check_k(static_cast<double>(k));
-  if (!f.betas.empty() && f.betas.size() != f.finetuned.size())
-    throw Error("--beta: give one weight per --finetuned model (" + std::to_string(f.finetuned.size()) + ")");
-  if (!f.ks.empty() && f.ks.size() != f.finetuned.size())
-    throw Error("--model-K: give one K per --finetuned model (" + std::to_string(f.finetuned.size()) + ")");
-  if (!desc.empty() && f.finetuned.size() > 1) throw Error("--desc: only with a single --finetuned model");
+  const SineBranchWeights weights{f.v, f.K, f.betas, f.ks, desc};
+  weights.validate(f.finetuned.size());
   std::optional<Sweep> sweep;
   if (!f.sweep.empty()) {
     sweep = parse_sweep(f.sweep);
@@ -200,34 +195,12 @@ void run_edit(EditFlags& f) {
   c.height = f.height;
   c.force = f.force;
 
-  std::vector<SineModelInfo> infos;
-  for (const auto& path : f.finetuned) infos.push_back(read_sine_model_info(path));
   LoadOptions base = load_options(f.model);
-  if (base.model.empty() && !infos.empty()) base.model = infos.front().base_model;
+  // Without -m the base is the one the (first) fine-tune names.
+  if (base.model.empty() && !f.finetuned.empty()) base.model = read_sine_model_info(f.finetuned.front()).base_model;
   Pipeline pretrained = Pipeline::load(base);
-  base.tokenizer = f.model.tokenizer;
-
-  // Each fine-tuned model: the base loaded again with the fine-tune applied.
-  std::vector<std::unique_ptr<Pipeline>> ft_pipes;
-  std::vector<std::optional<PositionalGrid>> grids(infos.size());
-  std::vector<SineBranch> branches;
-  for (size_t i = 0; i < infos.size(); ++i) {
-    LoadOptions o = base;
-    o.model = base.model;
-    ft_pipes.push_back(std::make_unique<Pipeline>(Pipeline::load(o)));
-    apply_sine_model(*ft_pipes.back(), f.finetuned[i]);
-    if (infos[i].grid) grids[i].emplace(*infos[i].grid);
-  }
-  for (size_t i = 0; i < infos.size(); ++i) {
-    SineBranch b;
-    b.pipeline = ft_pipes[i].get();
-    b.grid = grids[i] ? &*grids[i] : nullptr;
-    b.prompt = desc.empty() ? infos[i].prompt : desc;
-    // One model: β = 1 − v. Several: --beta each, or (1 − v) shared equally.
-    b.beta = !f.betas.empty() ? f.betas[i] : sine_beta(f.v, infos.size());
-    b.K = !f.ks.empty() ? f.ks[i] : f.K;
-    branches.push_back(b);
-  }
+  const SineBranches finetuned(pretrained, f.finetuned, weights);
+  const std::vector<SineBranch>& branches = finetuned.branches();
 
   std::vector<std::string> names;  // the fine-tunes by file name, never by local path
   for (const auto& path : f.finetuned) names.push_back(fs::path(path).filename().string());

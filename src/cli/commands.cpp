@@ -45,7 +45,9 @@ std::string with_flag_names(const CLI::App& app, const std::string& message) {
                                                           {"mask_mode", "masks"},
                                                           {"init_latents", "init-noise"},
                                                           {"queue_capacity", "queue"},
-                                                          {"data_dir", "data"}};
+                                                          {"data_dir", "data"},
+                                                          {"betas", "beta"},
+                                                          {"ks", "model-K"}};
   const CLI::App* cmd = &app;
   for (bool deeper = true; deeper;) {
     deeper = false;

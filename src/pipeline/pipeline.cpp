@@ -271,6 +271,25 @@ GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height
   return p;
 }
 
+Pipeline Pipeline::copy_denoiser() {
+  if (released_) throw Error("pipeline: its weights were released after use");
+  StableDiffusion copy(model_->config);
+  copy->vae = copy->replace_module("first_stage_model", model_->vae);
+  copy->unet->to(device_, dtype_);
+  copy->text_encoder->to(device_, dtype_);
+  torch::NoGradGuard no_grad;
+  auto copy_all = [](torch::nn::Module& to, torch::nn::Module& from) {
+    auto src_p = from.named_parameters(), dst_p = to.named_parameters();
+    for (const auto& item : src_p) dst_p[item.key()].copy_(item.value());
+    auto src_b = from.named_buffers(), dst_b = to.named_buffers();
+    for (const auto& item : src_b) dst_b[item.key()].copy_(item.value());
+  };
+  copy_all(*copy->unet, *model_->unet);
+  copy_all(*copy->text_encoder, *model_->text_encoder);
+  copy->eval();
+  return Pipeline(copy, tokenizer_, device_, dtype_, source_);
+}
+
 torch::Generator Pipeline::make_generator(uint64_t seed) const {
   return at::detail::createCPUGenerator(seed);
 }

@@ -129,6 +129,10 @@ class Pipeline {
   std::string model_name() const;  // e.g. "v1-5-pruned-emaonly"
   std::string model_hash() const;  // A1111's 10-hex short hash ("" for a model without a file)
 
+  // Another pipeline over a copy of this one's UNet and text encoder (the VAE and the tokenizer are
+  // shared): what a fine-tune changes, made without reading the model file again.
+  Pipeline copy_denoiser();
+
   torch::Generator make_generator(uint64_t seed) const;
   torch::Tensor randn(c10::IntArrayRef shape, torch::Generator& generator) const;  // fp32 on device
 

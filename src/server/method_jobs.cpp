@@ -7,6 +7,7 @@
 #include "methods/method_parameters.h"
 #include "methods/p2p/real_image_edit.h"
 #include "methods/singleinsert/single_insert.h"
+#include "methods/sine/sine_branches.h"
 #include "methods/sine/sine_edit.h"
 #include "methods/sine/sine_finetune.h"
 #include "methods/sine/sine_model.h"
@@ -167,21 +168,18 @@ JobRunner MethodJobs::edit(const nlohmann::json& params, nlohmann::json& summary
   summary = {{"finetune", id}, {"prompt", c.edit_prompt}, {"desc", desc},       {"K", K},
              {"v", v},         {"cfg_scale", c.scale},    {"steps", c.steps},   {"width", c.width},
              {"height", c.height}, {"seed", c.seed},      {"mode", sine_edit_mode_name(c.mode)}};
-  LoadOptions base = base_;
   Pipeline* pretrained = &pipeline_;
   return [=](JobContext& job) -> nlohmann::json {
-    std::optional<SineModel> finetuned;
+    std::optional<SineBranches> finetuned;
     std::vector<SineBranch> branches;
     if (!file.empty()) {
       job.begin_stage("loading the fine-tune", 1);
-      finetuned.emplace(load_sine_model(file, base));
-      SineBranch b;
-      b.pipeline = &finetuned->pipeline;
-      b.grid = finetuned->grid ? &*finetuned->grid : nullptr;
-      b.prompt = desc.empty() ? finetuned->info.prompt : desc;
-      b.beta = sine_beta(v);
-      b.K = K;
-      branches.push_back(b);
+      SineBranchWeights weights;
+      weights.v = v;
+      weights.K = K;
+      weights.desc = desc;
+      finetuned.emplace(*pretrained, std::vector<std::string>{file}, weights);
+      branches = finetuned->branches();
     }
     job.begin_stage("editing", c.steps);
     auto image = sine_edit(*pretrained, branches, c, job.step_callback());

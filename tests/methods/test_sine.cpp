@@ -8,6 +8,7 @@
 #include "core/progress.h"
 #include "diffusion/ddim.h"
 #include "io/safetensors.h"
+#include "methods/sine/sine_branches.h"
 #include "methods/sine/sine_edit.h"
 #include "methods/sine/sine_finetune.h"
 #include "methods/sine/sine_guidance.h"
@@ -373,6 +374,79 @@ TEST(SineModelFile, RoundTripStoresOnlyDeltasWithMetadata) {
   Pipeline other = micro_pipeline(2);
   EXPECT_THROW(apply_sine_model(other, path), Error);
   EXPECT_THROW(read_sine_model_info((dir / "missing.safetensors").string()), Error);
+  fs::remove_all(dir);
+}
+
+// The branches of an edit: each file applied to an in-memory copy of the loaded base (the base itself
+// untouched, its VAE shared), β from v shared over the models or given per model, K, the prompt.
+TEST(SineBranches, EachFineTuneOnACopyOfTheBaseWithItsWeight) {
+  fs::path dir = temp_dir("branches");
+  Pipeline pipe = micro_pipeline();
+  SineFinetuneConfig c = quick_config(SineMode::Patch, 3);
+  SineFinetuner ft(pipe, test_image(), c);
+  ft.train();
+  const std::string path = (dir / "ft.safetensors").string();
+  save_sine_model(path, ft, "base.safetensors");
+
+  Pipeline base = micro_pipeline();
+  const auto before = snapshot(*base.model());
+  SineBranchWeights w;
+  w.v = 0.6;
+  w.K = 300;
+  SineBranches two(base, {path, path}, w);
+  ASSERT_EQ(two.branches().size(), 2u);
+  for (const SineBranch& b : two.branches()) {
+    EXPECT_NEAR(b.beta, 0.2, 1e-12);  // (1 - v) / 2
+    EXPECT_EQ(b.K, 300);
+    EXPECT_EQ(b.prompt, "photo of a sks thing");
+    ASSERT_NE(b.grid, nullptr);
+    EXPECT_EQ(b.grid->config().size, 16);
+    EXPECT_NE(b.pipeline, &base);
+    EXPECT_EQ(b.pipeline->model()->vae.get(), base.model()->vae.get());  // shared, not copied
+  }
+  EXPECT_NEAR(sine_v(two.branches()), 0.6, 1e-12);
+  EXPECT_EQ(count_changed(*base.model(), before), 0);  // the base stays the pre-trained model
+  Pipeline applied = micro_pipeline();
+  apply_sine_model(applied, path);
+  const auto want = snapshot(*applied.model());
+  for (const auto& item : two.branches()[1].pipeline->model()->named_parameters())
+    EXPECT_TRUE(torch::equal(item.value(), want.at(item.key()))) << item.key();
+  // Per-model weights, a prompt of one's own, and the checks naming their fields.
+  w.betas = {0.1, 0.3};
+  w.ks = {200, 700};
+  SineBranches given(base, {path, path}, w);
+  EXPECT_DOUBLE_EQ(given.branches()[1].beta, 0.3);
+  EXPECT_EQ(given.branches()[1].K, 700);
+  SineBranchWeights one;
+  one.desc = "photo of a thing";
+  EXPECT_EQ(SineBranches(base, {path}, one).branches()[0].prompt, "photo of a thing");
+  auto message = [&](const SineBranchWeights& bad, std::vector<std::string> files) {
+    try {
+      SineBranches b(base, files, bad);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  SineBranchWeights bad;
+  bad.v = 1.5;
+  EXPECT_EQ(message(bad, {path}).rfind("v: ", 0), 0u);
+  bad = {};
+  bad.betas = {0.5};
+  EXPECT_EQ(message(bad, {path, path}).rfind("betas: ", 0), 0u);
+  bad = {};
+  bad.desc = "x";
+  EXPECT_EQ(message(bad, {path, path}).rfind("desc: ", 0), 0u);
+  EXPECT_EQ(message(SineBranchWeights{}, {path}), "");
+  Pipeline other = micro_pipeline(2);
+  EXPECT_NE([&] {
+    try {
+      SineBranches b(other, {path}, SineBranchWeights{});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }().find("different base"), std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -191,7 +191,10 @@ SineModelInfo read_sine_model_info(const std::string& path) {
 
 SineModelInfo apply_sine_model(Pipeline& pipeline, const std::string& path, bool check_base) {
   if (!fs::exists(path)) throw Error(path + ": SINE model file does not exist");
-  SafeTensors file = SafeTensors::open(path);
+  return apply_sine_model(pipeline, SafeTensors::open(path), path, check_base);
+}
+
+SineModelInfo apply_sine_model(Pipeline& pipeline, const SafeTensors& file, const std::string& path, bool check_base) {
   SineModelInfo info = SineModelInfo::from_metadata(file.metadata(), path);
   StableDiffusion& model = pipeline.model();
   if (info.grid && info.grid->channels != model->config.unet.model_channels)
@@ -229,18 +232,6 @@ SineModelInfo apply_sine_model(Pipeline& pipeline, const std::string& path, bool
     p.detach().copy_((p.detach().to(torch::kFloat32) + delta.to(p.device(), torch::kFloat32)).to(p.scalar_type()));
   }
   return info;
-}
-
-SineModel load_sine_model(const std::string& path, LoadOptions base_options) {
-  SineModelInfo info = read_sine_model_info(path);
-  if (base_options.model.empty()) base_options.model = info.base_model;
-  if (base_options.model.empty() || !fs::exists(base_options.model))
-    throw Error(path + ": its base model '" + info.base_model + "' does not exist; pass the base with -m");
-  Pipeline pipeline = Pipeline::load(base_options);
-  apply_sine_model(pipeline, path);
-  std::optional<PositionalGrid> grid;
-  if (info.grid) grid.emplace(*info.grid);
-  return SineModel{std::move(pipeline), info, std::move(grid)};
 }
 
 }  // namespace sine

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "io/safetensors.h"
 #include "methods/sine/positional_grid.h"
 #include "methods/sine/sine_finetune.h"
 #include "pipeline/pipeline.h"
@@ -48,16 +49,12 @@ void save_sine_model(const std::string& path, SineFinetuner& finetuner, const st
 // Applies a saved fine-tune to `pipeline`, which must hold its base model (checked by
 // fingerprint unless check_base is false). Returns the file's info.
 SineModelInfo apply_sine_model(Pipeline& pipeline, const std::string& path, bool check_base = true);
+// The same from a file already open (named `path` in errors).
+SineModelInfo apply_sine_model(Pipeline& pipeline, const SafeTensors& file, const std::string& path,
+                               bool check_base = true);
 
-struct SineModel {
-  Pipeline pipeline;
-  SineModelInfo info;
-  std::optional<PositionalGrid> grid;  // patch models
-};
-
-// Loads the base (base_options.model, or the path in the file's metadata when empty) and applies
-// the fine-tune to it.
-SineModel load_sine_model(const std::string& path, LoadOptions base_options);
+// The metadata alone (e.g. the base model a fine-tune names). Edits load fine-tunes as
+// methods/sine/sine_branches.h's SineBranches, on a copy of the loaded base.
 SineModelInfo read_sine_model_info(const std::string& path);
 
 }  // namespace sine
