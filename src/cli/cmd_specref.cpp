@@ -149,12 +149,9 @@ void run_p2p(EditFlags f) {
 
 struct SpecRefFlags {
   ModelFlags model;
-  std::string source, reference, prompt, target, words, ref_mask, ref_cutout, ref_prompt, masks = "both";
-  std::string output = "specref.png", grid, fit = "crop", edit = "auto", blend_words;
-  int64_t steps = 50, sr_start = 4, sr_end = 50;
-  double cfg_scale = 7.5, threshold = 0.5, cross_replace = 0.8, self_replace = 0.6, blend_threshold = 0.3,
-         blend_start = 0.2;
-  bool bilinear = false, no_blend = false;
+  specref::SpecRefOptions options;
+  std::string source, reference, prompt, target, words, ref_mask, ref_cutout, ref_prompt;
+  std::string output = "specref.png", grid, fit = "crop";
 };
 
 torch::Tensor cutout_mask(const std::string& path, int64_t h, int64_t w) {
@@ -172,37 +169,14 @@ torch::Tensor cutout_mask(const std::string& path, int64_t h, int64_t w) {
 }
 
 void run_specref_cmd(const SpecRefFlags& f) {
-  if (f.prompt.empty()) throw Error("-p/--prompt (the source prompt) is required");
-  if (f.target.empty()) throw Error("--target (the edited prompt) is required");
-  if (f.words.empty()) throw Error("--words (the edited word(s) of the target prompt) is required");
   if (!f.ref_mask.empty() && !f.ref_cutout.empty()) throw Error("--ref-mask and --ref-cutout are exclusive");
-  if (f.steps < 1) throw Error("--steps must be at least 1");
-  if (f.sr_start < 0 || f.sr_end > f.steps || f.sr_start >= f.sr_end)
-    throw Error("--sr-start/--sr-end: need 0 <= start < end <= steps (got " + std::to_string(f.sr_start) + ", " +
-                std::to_string(f.sr_end) + ")");
-  if (f.threshold <= 0 || f.threshold > 1) throw Error("--threshold must be in (0, 1]");
-  specref::SpecRefConfig c;
-  c.steps = f.steps;
-  c.cfg_scale = f.cfg_scale;
-  c.sr.sr_start = f.sr_start;
-  c.sr.sr_end = f.sr_end;
-  c.sr.threshold = f.threshold;
-  c.sr.bilinear = f.bilinear;
-  c.sr.mask_mode = specref::parse_mask_mode(f.masks);
-  c.p2p.kind = p2p::choose_edit_kind(f.edit, f.prompt, f.target);
-  c.p2p.cross_replace = {0.0, f.cross_replace};
-  c.p2p.self_replace = {0.0, f.self_replace};
-  c.local_blend = !f.no_blend;
   specref::SpecRefInputs in;
   in.source_prompt = f.prompt;
   in.target_prompt = f.target;
   in.edit_words = split_list(f.words);
   in.reference_prompt = f.ref_prompt;
-  if (c.local_blend) {
-    c.blend = p2p::LocalBlendConfig::for_prompts(f.blend_words.empty() ? std::string() : f.blend_words, f.prompt, f.target,
-                           f.blend_threshold, f.blend_start);
-  }
   Pipeline pipe = load_pipeline(f.model);
+  const specref::SpecRefConfig c = f.options.config(pipe.tokenizer(), in);
   in.source = load_input_image(f.source, pipe, f.fit);
   in.reference = load_input_image(f.reference, pipe, f.fit);
   const int64_t H = in.source.size(0), W = in.source.size(1);
@@ -212,12 +186,9 @@ void run_specref_cmd(const SpecRefFlags& f) {
   } else if (!f.ref_cutout.empty()) {
     in.ms_pixels = cutout_mask(f.ref_cutout, H, W);
   }
-  for (const auto& word : in.edit_words)
-    if (p2p::word_indices(pipe.tokenizer(), f.target, word).empty())
-      throw Error("--words: '" + word + "' is not a word of the target prompt '" + f.target + "'");
   auto joint = specref::invert_jointly(pipe, in, c);
   std::cout << "reference K/V cache: " << joint.cache.entries() << " K/V pairs (" << joint.rules.sr_layers.size()
-            << " layers x " << (f.sr_end - f.sr_start) << " steps), " << fmt(joint.cache.bytes() / 1048576.0, 3)
+            << " layers x " << (c.sr.sr_end - c.sr.sr_start) << " steps), " << fmt(joint.cache.bytes() / 1048576.0, 3)
             << " MiB fp16\n";
   auto r = specref::edit_with_reference(pipe, joint, in, c);
   if (r.ms_derived)
@@ -266,6 +237,21 @@ void add_fit(CLI::App* cmd, std::string& fit) {
   cmd->add_option("--fit", fit, kImageFitPolicyHelp)->capture_default_str();
 }
 
+// Prompt-to-Prompt's controller and LocalBlend, the same flags for `p2p` and `specref`: both configs
+// (P2PEditConfig, specref::SpecRefOptions) name these fields alike.
+template <class Config>
+void add_p2p_control_flags(CLI::App* cmd, Config& c, const std::string& edits) {
+  cmd->add_option("--edit", c.edit, edits)->capture_default_str();
+  cmd->add_option("--cross-replace", c.cross_replace, "cross-attention replacement until this fraction of steps")
+      ->capture_default_str();
+  cmd->add_option("--self-replace", c.self_replace, "self-attention replacement until this fraction of steps")
+      ->capture_default_str();
+  cmd->add_option("--blend-words", c.blend_words, "LocalBlend words SOURCE:TARGET, comma-separated each (default: "
+                                                  "the words that differ)");
+  cmd->add_option("--blend-threshold", c.blend_threshold, "LocalBlend threshold")->capture_default_str();
+  cmd->add_option("--blend-start", c.blend_start, "LocalBlend from this fraction of steps")->capture_default_str();
+}
+
 }  // namespace
 
 void register_specref(CLI::App& app) {
@@ -293,16 +279,11 @@ void register_specref(CLI::App& app) {
   p2p_cmd->add_option("--target", e->config.target, "edited prompt");
   p2p_cmd->add_option("-o,--output", e->output, "edited image PNG (a _grid PNG is written beside it)")->capture_default_str();
   p2p_cmd->add_option("--grid", e->grid, "grid PNG path (source, reconstruction, edit, mask)");
-  p2p_cmd->add_option("--edit", e->config.edit, "replace (word swap), refine, none (reweight only), auto")->capture_default_str();
   p2p_cmd->add_option("--reweight", e->reweight, "equalizer: word=factor[,word=factor] (target prompt words)");
-  p2p_cmd->add_option("--cross-replace", e->config.cross_replace, "cross-attention replacement until this fraction of steps")->capture_default_str();
   p2p_cmd->add_option("--cross-replace-words", e->cross_words, "per-word cross replacement: word=end or word=start:end, comma-separated");
   p2p_cmd->add_option("--blend-substruct", e->blend_substruct, "LocalBlend words to cut out, SOURCE:TARGET (threshold th[1], unpooled)");
-  p2p_cmd->add_option("--self-replace", e->config.self_replace, "self-attention replacement until this fraction of steps")->capture_default_str();
-  p2p_cmd->add_flag("--blend", e->config.local_blend, "LocalBlend on the words that differ");
-  p2p_cmd->add_option("--blend-words", e->config.blend_words, "LocalBlend words SOURCE:TARGET (comma-separated each)");
-  p2p_cmd->add_option("--blend-threshold", e->config.blend_threshold, "LocalBlend threshold")->capture_default_str();
-  p2p_cmd->add_option("--blend-start", e->config.blend_start, "LocalBlend from this fraction of steps")->capture_default_str();
+  add_p2p_control_flags(p2p_cmd, e->config, "replace (word swap), refine, none (reweight only), auto");
+  p2p_cmd->add_flag("--blend", e->config.local_blend, "LocalBlend (on --blend-words, or the words that differ)");
   p2p_cmd->add_option("--inversion", e->inversion, "latents/null-text embeddings from `sine invert`");
   p2p_cmd->add_option("--path", e->config.path, "source reconstruction: latents (overwrite with inversion latents), null-text, auto")->capture_default_str();
   p2p_cmd->add_flag("--null-text", e->config.null_text, "run null-text inversion here (when no --inversion file has it)");
@@ -323,22 +304,18 @@ void register_specref(CLI::App& app) {
   sr->add_option("--ref-mask", s->ref_mask, "reference foreground mask M_s (white = object)");
   sr->add_option("--ref-cutout", s->ref_cutout, "reference cut-out on black/transparent (M_s = any channel > 0)");
   sr->add_option("--ref-prompt", s->ref_prompt, "prompt for deriving M_s from the reference's cross-attention (default: --target)");
-  sr->add_option("--masks", s->masks, "SR masks: both, ms (M_s only), mt (M_t only), none")->capture_default_str();
+  auto& o = s->options;
+  sr->add_option("--masks", o.masks, "SR masks: both, ms (M_s only), mt (M_t only), none")->capture_default_str();
   sr->add_option("-o,--output", s->output, "result PNG (a _grid PNG is written beside it)")->capture_default_str();
   sr->add_option("--grid", s->grid, "grid PNG path (source, reference, recon, result, M_s, M_t, blend)");
-  sr->add_option("--steps", s->steps, "DDIM steps")->capture_default_str();
-  sr->add_option("--cfg-scale", s->cfg_scale, "guidance scale")->capture_default_str();
-  sr->add_option("--sr-start", s->sr_start, "first SR-attention step")->capture_default_str();
-  sr->add_option("--sr-end", s->sr_end, "SR-attention before this step")->capture_default_str();
-  sr->add_option("--threshold", s->threshold, "M_s/M_t threshold (>=)")->capture_default_str();
-  sr->add_flag("--bilinear", s->bilinear, "bilinear mask resizing (official default: nearest)");
-  sr->add_option("--edit", s->edit, "P2P edit: replace, refine, auto")->capture_default_str();
-  sr->add_option("--cross-replace", s->cross_replace, "P2P cross replacement fraction")->capture_default_str();
-  sr->add_option("--self-replace", s->self_replace, "P2P self replacement fraction")->capture_default_str();
-  sr->add_flag("--no-blend", s->no_blend, "no LocalBlend");
-  sr->add_option("--blend-words", s->blend_words, "LocalBlend words SOURCE:TARGET (default: the differing words)");
-  sr->add_option("--blend-threshold", s->blend_threshold, "LocalBlend threshold")->capture_default_str();
-  sr->add_option("--blend-start", s->blend_start, "LocalBlend start fraction")->capture_default_str();
+  sr->add_option("--steps", o.steps, "DDIM steps")->capture_default_str();
+  sr->add_option("--cfg-scale", o.cfg_scale, "guidance scale")->capture_default_str();
+  sr->add_option("--sr-start", o.sr_start, "first SR-attention step")->capture_default_str();
+  sr->add_option("--sr-end", o.sr_end, "SR-attention before this step (default: to the last step)");
+  sr->add_option("--threshold", o.threshold, "M_s/M_t threshold (>=)")->capture_default_str();
+  sr->add_flag("--bilinear", o.bilinear, "bilinear mask resizing (official default: nearest)");
+  add_p2p_control_flags(sr, o, "P2P edit: replace, refine, auto");
+  sr->add_flag("!--no-blend", o.local_blend, "no LocalBlend");
   add_fit(sr, s->fit);
   on_run(sr, [s] { run_specref_cmd(*s); });
 

@@ -1,6 +1,7 @@
 #include "server/method_jobs.h"
 
 #include <algorithm>
+#include <map>
 
 #include "io/image.h"
 #include "methods/singleinsert/concept_file.h"
@@ -43,8 +44,11 @@ void check_config(F f) {
     const std::string text = e.what();
     const auto colon = text.find(": ");
     const std::string field = colon == std::string::npos ? "" : text.substr(0, colon);
-    const bool named = !field.empty() && field.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
-    if (named) throw bad_field("params." + field, text.substr(colon + 2));
+    const bool named = !field.empty() && field.find_first_not_of("abcdefghijklmnopqrstuvwxyz_0123456789") == std::string::npos;
+    // Config fields whose request field has another name.
+    static const std::map<std::string, std::string> kRequestField{{"edit_words", "words"}, {"mask_mode", "masks"}};
+    const auto renamed = kRequestField.find(field);
+    if (named) throw bad_field("params." + (renamed != kRequestField.end() ? renamed->second : field), text.substr(colon + 2));
     throw bad_field("params", text);
   }
 }
@@ -438,8 +442,6 @@ JobRunner MethodJobs::specref(const nlohmann::json& params, nlohmann::json& summ
   in.ms_pixels = fitted_mask(f, "ref_mask", size, limits_);
   in.source_prompt = f.string("prompt");
   in.target_prompt = f.string("target");
-  if (in.source_prompt.empty()) throw bad_field("params.prompt", "required (the source image's prompt)");
-  if (in.target_prompt.empty()) throw bad_field("params.target", "required (the edited prompt)");
   for (const auto& item : f.strings("words")) {
     size_t start = 0;
     while (start <= item.size()) {
@@ -448,30 +450,23 @@ JobRunner MethodJobs::specref(const nlohmann::json& params, nlohmann::json& summ
       start = end + 1;
     }
   }
-  if (in.edit_words.empty()) throw bad_field("params.words", "required (the edited word(s) of the target prompt)");
-  for (const auto& word : in.edit_words)
-    if (p2p::word_indices(pipeline_.tokenizer(), in.target_prompt, word).empty())
-      throw bad_field("params.words", "'" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
   in.reference_prompt = f.string("reference_prompt");
+  specref::SpecRefOptions o;
+  o.steps = f.integer("steps", o.steps, 2, 1000);
+  o.cfg_scale = f.number("cfg_scale", o.cfg_scale, 0.0, 100.0);
+  o.sr_start = f.integer("sr_start", o.sr_start, 0, o.steps - 1);
+  o.sr_end = f.integer("sr_end", o.steps, o.sr_start + 1, o.steps);
+  o.threshold = f.number("threshold", o.threshold, 1e-6, 1.0);
+  o.masks = f.string("masks", o.masks);
+  o.edit = f.string("edit", o.edit);
+  o.cross_replace = f.number("cross_replace", o.cross_replace, 0.0, 1.0);
+  o.self_replace = f.number("self_replace", o.self_replace, 0.0, 1.0);
+  o.local_blend = f.boolean("local_blend", o.local_blend);
+  o.blend_words = f.string("blend_words");
+  o.blend_threshold = f.number("blend_threshold", o.blend_threshold, 0.0, 1.0);
+  o.blend_start = f.number("blend_start", o.blend_start, 0.0, 1.0);
   specref::SpecRefConfig c;
-  c.steps = f.integer("steps", 50, 2, 1000);
-  c.cfg_scale = f.number("cfg_scale", 7.5, 0.0, 100.0);
-  c.sr.sr_start = f.integer("sr_start", 4, 0, c.steps - 1);
-  c.sr.sr_end = f.integer("sr_end", c.steps, c.sr.sr_start + 1, c.steps);
-  c.sr.threshold = f.number("threshold", 0.5, 1e-6, 1.0);
-  c.sr.mask_mode = as_field_error("params.masks", [&] { return specref::parse_mask_mode(f.string("masks", "both")); });
-  c.p2p.kind = as_field_error("params.edit", [&] {
-    return p2p::choose_edit_kind(f.string("edit", "auto"), in.source_prompt, in.target_prompt);
-  });
-  c.p2p.cross_replace = {0.0, f.number("cross_replace", 0.8, 0.0, 1.0)};
-  c.p2p.self_replace = {0.0, f.number("self_replace", 0.6, 0.0, 1.0)};
-  c.local_blend = f.boolean("local_blend", true);
-  if (c.local_blend)
-    c.blend = as_field_error("params.blend_words", [&] {
-      return p2p::LocalBlendConfig::for_prompts(f.string("blend_words"), in.source_prompt, in.target_prompt,
-                                                f.number("blend_threshold", 0.3, 0.0, 1.0),
-                                                f.number("blend_start", 0.2, 0.0, 1.0));
-    });
+  check_config([&] { c = o.config(pipeline_.tokenizer(), in); });
   summary = {{"prompt", in.source_prompt}, {"target", in.target_prompt}, {"words", in.edit_words},
              {"steps", c.steps},           {"cfg_scale", c.cfg_scale},   {"masks", specref::mask_mode_name(c.sr.mask_mode)},
              {"sr_steps", {c.sr.sr_start, c.sr.sr_end}}, {"edit", p2p::edit_kind_name(c.p2p.kind)},

@@ -201,6 +201,54 @@ TEST(SRAttention, AblationSwitchesChangeTheRightMasks) {
   EXPECT_THROW(specref::parse_mask_mode("half"), Error);
 }
 
+// The options users give (CLI flags, server fields) become the method's config; every check names
+// its field.
+TEST(SpecRefOptions, ConfigFromOptionsAndChecksNamingTheField) {
+  Pipeline pipe = test::tiny_pipeline(6);
+  specref::SpecRefInputs in;
+  in.source_prompt = "a red circle in the center on a white background";
+  in.target_prompt = "a blue star in the center on a white background";
+  in.edit_words = {"blue", "star"};
+  specref::SpecRefOptions o;
+  o.steps = 20;
+  o.masks = "mt";
+  o.blend_start = 0.4;
+  const specref::SpecRefConfig c = o.config(pipe.tokenizer(), in);
+  EXPECT_EQ(c.sr.sr_start, 4);
+  EXPECT_EQ(c.sr.sr_end, 20);  // 0: to the last step
+  EXPECT_EQ(c.sr.mask_mode, specref::MaskMode::mt_only);
+  EXPECT_EQ(c.p2p.kind, p2p::EditKind::replace);  // same word count
+  EXPECT_DOUBLE_EQ(c.p2p.cross_replace.second, 0.8);
+  EXPECT_TRUE(c.local_blend);
+  EXPECT_DOUBLE_EQ(c.blend.start, 0.4);
+  auto field_of = [&](specref::SpecRefOptions bad, specref::SpecRefInputs inputs) {
+    try {
+      bad.config(pipe.tokenizer(), inputs);
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      return m.substr(0, m.find(':'));
+    }
+    return std::string();
+  };
+  specref::SpecRefOptions bad = o;
+  bad.sr_end = 30;
+  EXPECT_EQ(field_of(bad, in), "sr_start");
+  bad = o;
+  bad.threshold = 0;
+  EXPECT_EQ(field_of(bad, in), "threshold");
+  bad = o;
+  bad.masks = "half";
+  EXPECT_EQ(field_of(bad, in), "mask_mode");
+  bad = o;
+  bad.cross_replace = 1.5;
+  EXPECT_EQ(field_of(bad, in), "cross_replace");
+  auto words = in;
+  words.edit_words = {"dog"};
+  EXPECT_EQ(field_of(o, words), "edit_words");
+  words.edit_words.clear();
+  EXPECT_EQ(field_of(o, words), "edit_words");
+}
+
 TEST(SpecRef, CacheHoldsOnlyWhatIsUsedAndMatchesARegeneratedPass) {
   Pipeline pipe = test::tiny_pipeline(6);
   specref::SpecRefInputs in;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/validate.h"
 #include "io/image.h"
 #include "methods/p2p/word_alignment.h"
 
@@ -338,6 +339,43 @@ SpecRefResult run_specref(Pipeline& pipe, const SpecRefInputs& in, const SpecRef
                           const StepCallback& on_step) {
   auto joint = invert_jointly(pipe, in, config, progress, on_step);
   return edit_with_reference(pipe, joint, in, config, progress, on_step);
+}
+
+SpecRefConfig SpecRefOptions::config(const ClipTokenizer& tokenizer, const SpecRefInputs& in) const {
+  if (in.source_prompt.empty()) throw Error("prompt: required (the source image's prompt)");
+  if (in.target_prompt.empty()) throw Error("target: required (the edited prompt)");
+  if (in.edit_words.empty()) throw Error("edit_words: name the edited word(s) of the target prompt");
+  for (const auto& word : in.edit_words)
+    if (p2p::word_indices(tokenizer, in.target_prompt, word).empty())
+      throw Error("edit_words: '" + word + "' is not a word of the target prompt '" + in.target_prompt + "'");
+  require_steps(steps);
+  require_in("cfg_scale", cfg_scale, 0.0, 100.0);
+  const int64_t end = sr_end > 0 ? sr_end : steps;
+  if (sr_start < 0 || end > steps || sr_start >= end)
+    throw Error("sr_start: SR-attention steps need 0 <= sr_start < sr_end <= steps (got " + std::to_string(sr_start) +
+                ", " + std::to_string(end) + ", steps " + std::to_string(steps) + ")");
+  require_finite("threshold", threshold);
+  if (threshold <= 0 || threshold > 1) throw Error("threshold: must be in (0, 1] (got " + fixed(threshold, 4) + ")");
+  require_in("cross_replace", cross_replace, 0.0, 1.0);
+  require_in("self_replace", self_replace, 0.0, 1.0);
+  require_in("blend_threshold", blend_threshold, 0.0, 1.0);
+  require_in("blend_start", blend_start, 0.0, 1.0);
+  SpecRefConfig c;
+  c.steps = steps;
+  c.cfg_scale = cfg_scale;
+  c.sr.sr_start = sr_start;
+  c.sr.sr_end = end;
+  c.sr.threshold = threshold;
+  c.sr.bilinear = bilinear;
+  c.sr.mask_mode = parse_mask_mode(masks);
+  c.p2p.kind = p2p::choose_edit_kind(edit, in.source_prompt, in.target_prompt);
+  c.p2p.cross_replace = {0.0, cross_replace};
+  c.p2p.self_replace = {0.0, self_replace};
+  c.local_blend = local_blend;
+  if (local_blend)
+    c.blend = p2p::LocalBlendConfig::for_prompts(blend_words, in.source_prompt, in.target_prompt, blend_threshold,
+                                                 blend_start);
+  return c;
 }
 
 }  // namespace sine::specref

@@ -167,4 +167,24 @@ SpecRefResult edit_with_reference(Pipeline& pipe, const JointInversion& inversio
 SpecRefResult run_specref(Pipeline& pipe, const SpecRefInputs& inputs, const SpecRefConfig& config,
                           bool progress = true, const StepCallback& on_step = {});
 
+// One SpecRef edit's options as a user gives them (the CLI's flags, the server's fields): the same
+// names as P2PEditConfig's for the Prompt-to-Prompt controller and LocalBlend.
+struct SpecRefOptions {
+  int64_t steps = 50;
+  double cfg_scale = 7.5;
+  int64_t sr_start = 4, sr_end = 0;  // SR-attention steps [sr_start, sr_end); sr_end 0: every step to the end
+  double threshold = 0.5;            // M_s / M_t (>=)
+  bool bilinear = false;             // mask resizing (official: nearest)
+  std::string masks = "both";        // both, ms, mt, none
+  std::string edit = "auto";         // replace, refine, auto
+  double cross_replace = 0.8, self_replace = 0.6;
+  bool local_blend = true;
+  std::string blend_words;  // "SOURCE:TARGET" (empty: the words that differ)
+  double blend_threshold = 0.3, blend_start = 0.2;
+
+  // The method's config for `inputs` (prompts, edit words); errors name the field ("sr_end: ...",
+  // "edit_words: 'x' is not a word of the target prompt ...").
+  SpecRefConfig config(const ClipTokenizer& tokenizer, const SpecRefInputs& inputs) const;
+};
+
 }  // namespace sine::specref
