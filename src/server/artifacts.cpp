@@ -60,10 +60,10 @@ nlohmann::json Artifact::to_json() const {
 ArtifactStore::ArtifactStore(std::string data_dir) : root_(std::move(data_dir)) {
   std::error_code ec;
   fs::create_directories(fs::path(root_) / "artifacts", ec);
-  if (ec) throw Error("--data " + root_ + ": cannot create (" + ec.message() + ")");
+  if (ec) throw Error("data_dir: " + root_ + ": cannot create (" + ec.message() + ")");
   fs::remove_all(fs::path(root_) / "staging", ec);  // what a crashed run left
   fs::create_directories(fs::path(root_) / "staging", ec);
-  if (ec) throw Error("--data " + root_ + ": cannot create staging (" + ec.message() + ")");
+  if (ec) throw Error("data_dir: " + root_ + ": cannot create staging (" + ec.message() + ")");
 }
 
 Artifact ArtifactStore::stage(const std::string& job, const std::string& kind, const std::string& filename,
