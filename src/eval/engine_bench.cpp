@@ -92,21 +92,15 @@ struct BenchContext {
   Rows& report;
   torch::TensorOptions opts, longs;
   int64_t ctx_len, px;
+
+  // Inference: text encode, UNet forward (fused and explicit-probabilities), a CFG step (and its
+  // CUDA graph), VAE decode, a whole image.
+  void time_inference();
+  // Training steps: full (with and without gradient checkpointing) and LoRA.
+  void time_training();
 };
 
-// Inference: text encode, UNet forward (fused and explicit-probabilities), a CFG step (and its CUDA
-// graph), VAE decode, a whole image.
-void time_inference(BenchContext& b) {
-  const EngineBenchOptions& f = b.f;
-  const torch::Device device = b.device;
-  const ModelConfig& config = b.config;
-  StableDiffusion& model = b.model;
-  UNetModel& unet = b.unet;
-  Pipeline& pipe = b.pipe;
-  Rows& report = b.report;
-  const auto& opts = b.opts;
-  const auto& longs = b.longs;
-  const int64_t ctx_len = b.ctx_len, px = b.px;
+void BenchContext::time_inference() {
   torch::NoGradGuard ng;
   auto ids = torch::randint(0, config.text.vocab_size, {1, ctx_len}, longs);
   report.begin();
@@ -164,17 +158,7 @@ void time_inference(BenchContext& b) {
   }
 }
 
-// Training steps: full (with and without gradient checkpointing) and LoRA.
-void time_training(BenchContext& b) {
-  const EngineBenchOptions& f = b.f;
-  const torch::Device device = b.device;
-  const ModelConfig& config = b.config;
-  StableDiffusion& model = b.model;
-  UNetModel& unet = b.unet;
-  Rows& report = b.report;
-  const auto& opts = b.opts;
-  const auto& longs = b.longs;
-  const int64_t ctx_len = b.ctx_len;
+void BenchContext::time_training() {
   unet->train();
   const std::string tshape = square(1, f.train_latent);
   auto xt = torch::randn({1, config.unet.in_channels, f.train_latent, f.train_latent}, opts);
@@ -281,8 +265,8 @@ EngineBenchResult run_engine_bench(const EngineBenchOptions& f, const std::funct
   BenchContext b{f, device, config, model, unet, pipe, report,
                  torch::TensorOptions().device(device).dtype(dtype), torch::TensorOptions().device(device).dtype(torch::kLong),
                  config.text.context_length, f.latent * config.vae.downsample_factor()};
-  if (!f.only_methods) time_inference(b);
-  if (f.train && !f.only_methods) time_training(b);
+  if (!f.only_methods) b.time_inference();
+  if (f.train && !f.only_methods) b.time_training();
   if (f.methods || f.only_methods) {
     // The methods' units of work on the same random model.
     unet->eval();

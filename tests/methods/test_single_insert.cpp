@@ -207,6 +207,24 @@ TEST(SingleInsert, TrainingPromptTemplate) {
 // encoder's vector at the placeholder of the concept prompt, the class prompt without it, x0 from
 // one UNet call each, L_fg against the posterior sample inside the mask, L_bg against the class
 // prompt's x0 (the frozen model in stage I) outside it, total = L_fg + γ·L_bg.
+// The draws of SingleInsertTrainer::step_loss from a generator seeded `seed`, made by hand: a
+// posterior sample per batch element (scaled), the noise, the timesteps, and z_t.
+struct StepDraws {
+  torch::Tensor z0, eps, t, z_t;
+};
+StepDraws step_draws(StableDiffusion& model, const torch::Tensor& img, int64_t batch, uint64_t seed) {
+  auto draws = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const DiagonalGaussian posterior = model->vae->encode(to_model_input(img));
+  auto shape = posterior.mean.sizes().vec();
+  shape[0] = batch;
+  StepDraws d;
+  d.z0 = (posterior.mean + posterior.std * torch::randn(shape, draws, torch::kFloat32)) * model->config.vae.scaling_factor;
+  d.eps = torch::randn(d.z0.sizes(), draws, torch::kFloat32);
+  d.t = sample_timesteps(batch, draws, torch::kCPU);
+  d.z_t = add_noise(d.z0, d.eps, d.t, NoiseSchedule::stable_diffusion());
+  return d;
+}
+
 TEST(SingleInsert, StageILossesEqualAHandBuiltComputation) {
   auto [img, mask] = scene();
   SingleInsertConfig c = small_config();
@@ -220,15 +238,8 @@ TEST(SingleInsert, StageILossesEqualAHandBuiltComputation) {
   Pipeline& pipe = tiny_pipeline();
   StableDiffusion& model = pipe.model();
   const NoiseSchedule& schedule = NoiseSchedule::stable_diffusion();
-  auto draws = at::make_generator<at::CPUGeneratorImpl>(11);
-  const DiagonalGaussian posterior = model->vae->encode(to_model_input(img));
-  auto shape = posterior.mean.sizes().vec();
-  shape[0] = c.batch;
-  const torch::Tensor z0 =
-      (posterior.mean + posterior.std * torch::randn(shape, draws, torch::kFloat32)) * pipe.config().vae.scaling_factor;
-  const torch::Tensor eps = torch::randn(z0.sizes(), draws, torch::kFloat32);
-  const torch::Tensor t = sample_timesteps(c.batch, draws, torch::kCPU);
-  const torch::Tensor z_t = add_noise(z0, eps, t, schedule);
+  const StepDraws d = step_draws(model, img, c.batch, 11);
+  const torch::Tensor &z0 = d.z0, &t = d.t, &z_t = d.z_t;
   const torch::Tensor v = trainer.concept_now().vector;
   auto x0_for = [&](const std::string& prompt, const std::vector<torch::Tensor>& vectors) {
     const PlaceholderPrompt p = tokenize_with_placeholders(pipe.tokenizer(), prompt, vectors.empty() ? std::vector<std::string>{} : std::vector<std::string>{"*"});
@@ -272,15 +283,8 @@ TEST(SingleInsert, StageIILossesEqualAHandBuiltComputation) {
   o.tokenizer = kVocab;
   Pipeline frozen = Pipeline::load(o);
   const NoiseSchedule& schedule = NoiseSchedule::stable_diffusion();
-  auto draws = at::make_generator<at::CPUGeneratorImpl>(13);
-  const DiagonalGaussian posterior = frozen.model()->vae->encode(to_model_input(img));
-  auto shape = posterior.mean.sizes().vec();
-  shape[0] = c.batch;
-  const torch::Tensor z0 =
-      (posterior.mean + posterior.std * torch::randn(shape, draws, torch::kFloat32)) * pipe.config().vae.scaling_factor;
-  const torch::Tensor eps = torch::randn(z0.sizes(), draws, torch::kFloat32);
-  const torch::Tensor t = sample_timesteps(c.batch, draws, torch::kCPU);
-  const torch::Tensor z_t = add_noise(z0, eps, t, schedule);
+  const StepDraws d = step_draws(frozen.model(), img, c.batch, 13);
+  const torch::Tensor &z0 = d.z0, &t = d.t, &z_t = d.z_t;
   const torch::Tensor v = trainer.concept_now().vector;
   auto context = [&](const std::string& prompt, const std::vector<torch::Tensor>& vectors) {
     const PlaceholderPrompt p = tokenize_with_placeholders(
