@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/validate.h"
 #include "eval/sine_bench.h"
 #include "eval/sine_resize_bench.h"
 #include "io/image.h"
@@ -34,12 +35,6 @@ void require_output_dir(const std::string& path, const std::string& flag) {
   const fs::path parent = fs::path(path).parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     throw Error(flag + " " + path + ": the folder " + parent.string() + " does not exist");
-}
-
-std::string format_double(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
 }
 
 
@@ -155,10 +150,10 @@ Sweep parse_sweep(const std::string& text) {
 }
 
 void check_v(double v) {
-  if (v < 0 || v > 1) throw Error("--v must be in [0, 1] (got " + format_double(v) + ")");
+  if (v < 0 || v > 1) throw Error("--v must be in [0, 1] (got " + shortest(v) + ")");
 }
 void check_k(double k) {
-  if (k < 0 || k > 1000) throw Error("-K must be in [0, 1000] (got " + format_double(k) + ")");
+  if (k < 0 || k > 1000) throw Error("-K must be in [0, 1000] (got " + shortest(k) + ")");
 }
 
 void run_edit(EditFlags& f) {
@@ -227,10 +222,10 @@ void run_edit(EditFlags& f) {
       bs[0].K = static_cast<int64_t>(x);
     else
       bs[0].beta = sine_beta(x);
-    const std::string label = sweep->name + "=" + format_double(x);
+    const std::string label = sweep->name + "=" + shortest(x);
     images.push_back(run_one(bs, "sine edit " + label));
     labels.push_back(label);
-    values += (values.empty() ? "" : ",") + format_double(x);
+    values += (values.empty() ? "" : ",") + shortest(x);
   }
   auto params = sine_edit_parameters(pretrained, c, branches, names, images[0].size(0), images[0].size(1));
   params.set(sweep->name == "K" ? "SINE K" : "SINE v", values);  // the swept values, one per cell

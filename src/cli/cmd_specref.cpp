@@ -7,6 +7,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
+#include "core/validate.h"
 #include "core/progress.h"
 #include "eval/specref_bench.h"
 #include "io/image.h"
@@ -25,21 +26,6 @@ namespace fs = std::filesystem;
 namespace sine {
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& text, char sep = ',') {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, sep))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::string fmt(double v, int precision = 2) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << v;
-  return s.str();
-}
 
 torch::Tensor load_input_image(const std::string& path, const Pipeline& pipe, const std::string& fit) {
   if (!fs::exists(path)) throw Error(path + ": no such image");
@@ -78,14 +64,14 @@ void run_invert(const InvertFlags& f) {
   auto image = load_input_image(f.image, pipe, f.fit);
   auto r = invert_image(pipe, image, f.config);
   const auto& c = f.config;
-  std::cout << "VAE round trip PSNR " << fmt(r.psnr_vae) << " dB\n";
-  std::cout << "DDIM inversion, reconstruction at guidance 1: PSNR " << fmt(r.psnr_guidance1) << " dB\n";
-  std::cout << "DDIM inversion, reconstruction at guidance " << fmt(c.cfg_scale, 1) << ": PSNR " << fmt(r.psnr_guidance)
+  std::cout << "VAE round trip PSNR " << fixed(r.psnr_vae, 2) << " dB\n";
+  std::cout << "DDIM inversion, reconstruction at guidance 1: PSNR " << fixed(r.psnr_guidance1, 2) << " dB\n";
+  std::cout << "DDIM inversion, reconstruction at guidance " << fixed(c.cfg_scale, 1) << ": PSNR " << fixed(r.psnr_guidance, 2)
             << " dB\n";
   if (c.null_text)
     std::cout << "null-text inversion (" << r.adam_steps << " Adam steps), reconstruction at guidance "
-              << fmt(c.cfg_scale, 1) << ": PSNR " << fmt(r.psnr_null_text) << " dB (gain "
-              << fmt(r.psnr_null_text - r.psnr_guidance) << " dB)\n";
+              << fixed(c.cfg_scale, 1) << ": PSNR " << fixed(r.psnr_null_text, 2) << " dB (gain "
+              << fixed(r.psnr_null_text - r.psnr_guidance, 2) << " dB)\n";
   r.inversion.info["image"] = fs::path(f.image).filename().string();
   save_inversion(f.output, r.inversion);
   std::cout << f.output << "\n";
@@ -127,7 +113,7 @@ void run_p2p(EditFlags f) {
   }
   auto r = p2p_edit_image(pipe, image, c, inversion ? &*inversion : nullptr);
   std::cout << "reconstruction path: " << (r.null_text_path ? "null-text embeddings" : "inversion latents")
-            << "; source reconstruction PSNR " << fmt(r.psnr_reconstruction) << " dB\n";
+            << "; source reconstruction PSNR " << fixed(r.psnr_reconstruction, 2) << " dB\n";
   const auto params = p2p_parameters(pipe, c.source, c.target, r.controller, c.steps, c.cfg_scale, r.blended,
                                      r.null_text_path ? "null-text" : "latents", r.edited.size(0), r.edited.size(1))
                           .png_text();
@@ -188,14 +174,14 @@ void run_specref_cmd(const SpecRefFlags& f) {
   }
   auto joint = specref::invert_jointly(pipe, in, c);
   std::cout << "reference K/V cache: " << joint.cache.entries() << " K/V pairs (" << joint.rules.sr_layers.size()
-            << " layers x " << (c.sr.sr_end - c.sr.sr_start) << " steps), " << fmt(joint.cache.bytes() / 1048576.0, 3)
+            << " layers x " << (c.sr.sr_end - c.sr.sr_start) << " steps), " << fixed(joint.cache.bytes() / 1048576.0, 3)
             << " MiB fp16\n";
   auto r = specref::edit_with_reference(pipe, joint, in, c);
   if (r.ms_derived)
     std::cout << "M_s: no --ref-mask/--ref-cutout given; derived from the reference's cross-attention to '" << f.words
               << "' in '" << (f.ref_prompt.empty() ? f.target : f.ref_prompt) << "'\n";
-  std::cout << "masks: " << specref::mask_mode_name(c.sr.mask_mode) << "; inversion " << fmt(r.invert_seconds)
-            << " s, edit " << fmt(r.edit_seconds) << " s\n";
+  std::cout << "masks: " << specref::mask_mode_name(c.sr.mask_mode) << "; inversion " << fixed(r.invert_seconds, 2)
+            << " s, edit " << fixed(r.edit_seconds, 2) << " s\n";
   const auto params = specref_parameters(pipe, in, c, r.ms_derived, r.result.size(0), r.result.size(1)).png_text();
   write_png(f.output, r.result, params);
   std::cout << f.output << "\n";

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 // Checks for a config's validate(): every error names the config field ("cfg_scale: must be in
 // [0.00, 100.00] (got 120.0000)"); the CLI maps fields to its flag names once.
@@ -13,5 +14,9 @@ void require_steps(int64_t steps);  // "steps", in [1, 1000]
 double parse_finite(const char* field, const std::string& text);
 // `v` with `precision` digits after the point ("0.300").
 std::string fixed(double v, int precision);
+// `v` as printf's %g ("0.3", "400").
+std::string shortest(double v);
+// The non-empty items of a `sep`-separated list ("a,,b" -> {"a", "b"}).
+std::vector<std::string> split_list(const std::string& text, char sep = ',');
 
 }  // namespace sine

@@ -408,11 +408,6 @@ BenchTally tally(const std::vector<SceneResult>& scenes, const SineBenchOptions&
 
 using eval::ReportTable;
 
-std::string fmt_g(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
 
 ReportTable score_table(const std::string& first, const std::vector<std::pair<std::string, const Tally*>>& rows) {
   ReportTable table(first, {"edits", "success", "preservation", "both"});
@@ -484,7 +479,7 @@ nlohmann::json report(BenchTally& t, const std::vector<SineStepTiming>& timings,
   if (o.sweeps) {
     std::vector<std::pair<std::string, const Tally*>> k_rows, v_rows;
     for (const auto& [k, kt] : t.k_sweep) k_rows.emplace_back(std::to_string(k), &kt);
-    for (const auto& [v, vt] : t.v_sweep) v_rows.emplace_back(fmt_g(v), &vt);
+    for (const auto& [v, vt] : t.v_sweep) v_rows.emplace_back(shortest(v), &vt);
     ReportTable k_table = score_table("K", k_rows), v_table = score_table("v", v_rows);
     std::cout << "\nK sweep (SINE whole, v " << o.v << "): guidance while t >= K\n" << k_table.console();
     std::cout << "\nv sweep (SINE whole, K " << o.K << "): weight of the pre-trained edit prompt\n" << v_table.console();

@@ -136,8 +136,6 @@ torch::Tensor mask_u8(const torch::Tensor& m, int64_t size) {
   return (x.view({size, size, 1}).clamp(0, 1) * 255).round().to(torch::kUInt8).expand({size, size, 3}).contiguous();
 }
 
-std::string num(double v, int p = 2) { return fixed(v, p); }
-
 // ---------------------------------------------------------------------------------------------
 // Run: one pair -> its judged edits.
 
@@ -403,13 +401,13 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
   j["per_pair"] = t.per_pair;
 
   std::ostringstream s;
-  s << "bench-specref: " << t.pairs << " pairs, " << o.steps << " steps, CFG " << num(o.cfg_scale, 1) << ", model "
+  s << "bench-specref: " << t.pairs << " pairs, " << o.steps << " steps, CFG " << fixed(o.cfg_scale, 1) << ", model "
     << model << "\n";
-  s << "inversion PSNR (dB): VAE round trip " << num(t.psnr_vae) << ", DDIM guidance 1 " << num(t.psnr_guidance1)
-    << ", DDIM at CFG " << num(o.cfg_scale, 1) << " " << num(t.psnr_guidance);
+  s << "inversion PSNR (dB): VAE round trip " << fixed(t.psnr_vae, 2) << ", DDIM guidance 1 " << fixed(t.psnr_guidance1, 2)
+    << ", DDIM at CFG " << fixed(o.cfg_scale, 1) << " " << fixed(t.psnr_guidance, 2);
   if (t.null_text_pairs)
-    s << ", null-text at CFG " << num(o.cfg_scale, 1) << " " << num(t.psnr_null_text) << " (gain "
-      << num(t.null_text_gain) << " on " << t.null_text_pairs << " pairs)";
+    s << ", null-text at CFG " << fixed(o.cfg_scale, 1) << " " << fixed(t.psnr_null_text, 2) << " (gain "
+      << fixed(t.null_text_gain, 2) << " on " << t.null_text_pairs << " pairs)";
   s << "\n";
   s << "edits, judged against the source scene with the object's color/shape/pattern from the reference\n"
        "(rates [95% Wilson]; leaked: a tenth or more of the edited object in the reference's background colors;\n"
@@ -427,10 +425,10 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
     j["claim_ms_leak"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked"}, {"mcnemar", to_json(leak_test)}};
     j["claim_ms_success"] = {{"a", "specref"}, {"b", "mt_only"}, {"outcome", "success"}, {"mcnemar", to_json(pass_test)}};
   }
-  s << "reference K/V cache " << num(t.cache_bytes / 1048576.0, 3) << " MiB fp16 per pair; joint inversion "
-    << num(t.invert_seconds) << " s per pair\n";
+  s << "reference K/V cache " << fixed(t.cache_bytes / 1048576.0, 3) << " MiB fp16 per pair; joint inversion "
+    << fixed(t.invert_seconds, 2) << " s per pair\n";
   const int64_t sd15_bytes = specref::planned_cache_bytes(model_config_preset("sd15").unet, 64, 64, 4, 50);
-  s << "SD 1.5 at 512x512, 50 steps (from its config): K/V cache " << num(sd15_bytes / 1073741824.0, 3)
+  s << "SD 1.5 at 512x512, 50 steps (from its config): K/V cache " << fixed(sd15_bytes / 1073741824.0, 3)
     << " GiB fp16 (layers 10-15, steps 4-49)\n";
   j["sd15_kv_cache_bytes"] = sd15_bytes;
   report.text = s.str();

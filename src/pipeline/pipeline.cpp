@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/validate.h"
 #include "core/runtime.h"
 #include "diffusion/ddim.h"
 #include "diffusion/guidance.h"
@@ -318,12 +319,9 @@ const char* masked_content_name(MaskedContent content) {
 }
 
 void GenerateOptions::validate() const {
-  auto finite = [](const char* field, double v) {
-    if (!std::isfinite(v)) throw Error(std::string(field) + ": must be a finite number (got " + std::to_string(v) + ")");
-  };
-  finite("cfg_scale", cfg_scale);
-  finite("eta", eta);
-  finite("strength", strength);
+  require_finite("cfg_scale", cfg_scale);
+  require_finite("eta", eta);
+  require_finite("strength", strength);
   if (cfg_scale < 0 || cfg_scale > 100) throw Error("cfg_scale: must be in [0, 100] (got " + std::to_string(cfg_scale) + ")");
   if (steps < 1 || steps > 1000) throw Error("steps: must be in [1, 1000] (got " + std::to_string(steps) + ")");
   if (width < 0 || width > 65536) throw Error("width: must be in [0, 65536] (got " + std::to_string(width) + ")");
