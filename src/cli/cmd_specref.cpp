@@ -209,6 +209,8 @@ void register_bench_specref(CLI::App& app) {
   cmd->add_flag("!--no-ablations", o.ablations, "skip the M_s-only / M_t-only / neither / derived-M_s runs");
   cmd->add_flag("--textured-references", o.textured_references,
                 "references on checkered, striped, dotted or noisy backgrounds (the paper's Fig. 4 leak)");
+  cmd->add_flag("--unnamed-appearance", o.unnamed_appearance,
+                "the target prompt names only the reference object's shape: color and pattern come from the reference");
   cmd->add_option("-o,--output", o.output, "folder for per-pair grids and summary.json");
   on_run(cmd, [b] {
     if (b->second.pairs < 1) throw Error("--pairs must be at least 1");

@@ -44,7 +44,24 @@ struct Pair {
   std::vector<std::string> source_words, target_words;
 };
 
-Pair make_pair_scene(uint64_t seed, int64_t size, bool textured_reference) {
+// `caption` without the first `color` and `pattern` words (the object's), its article fixed.
+std::string without_appearance_words(const std::string& caption, const std::vector<std::string>& words) {
+  auto tokens = p2p::split_words(caption);
+  for (const auto& w : words) {
+    auto it = std::find(tokens.begin(), tokens.end(), w);
+    if (it != tokens.end()) tokens.erase(it);
+  }
+  std::string text;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    std::string t = tokens[i];
+    if ((t == "a" || t == "an") && i + 1 < tokens.size())
+      t = std::string("aeiou").find(tokens[i + 1][0]) != std::string::npos ? "an" : "a";
+    text += (i ? " " : "") + t;
+  }
+  return text;
+}
+
+Pair make_pair_scene(uint64_t seed, int64_t size, bool textured_reference, bool unnamed_appearance) {
   std::mt19937_64 rng(seed);
   world::SceneSampling s;
   s.min_objects = s.max_objects = 1;
@@ -82,6 +99,10 @@ Pair make_pair_scene(uint64_t seed, int64_t size, bool textured_reference) {
   p.source_words = {world::name_of(so.color), world::name_of(so.shape)};
   p.target_words = {world::name_of(ro.color)};
   if (ro.pattern != world::Pattern::plain) p.target_words.push_back(world::name_of(ro.pattern));
+  if (unnamed_appearance) {
+    p.target_prompt = without_appearance_words(p.target_prompt, p.target_words);
+    p.target_words.clear();
+  }
   p.target_words.push_back(world::name_of(ro.shape));
   p.source_image = world::render_scene(p.source, size, size);
   p.reference_image = world::render_scene(p.reference, size, size);
@@ -125,6 +146,43 @@ double reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
   return (d_bg.lt(nearest_other).logical_and(region)).sum().item<double>() / n;
 }
 
+// Share of the expected object's pixels the judge would name as the reference background: the
+// nearest (CIE ΔE) of the ten palette colors and a texture's second tone is one of the reference
+// background's tones. Unlike the measure above, a neutral pixel goes to its own palette color
+// rather than to whichever of four candidates is least far (that measure's floor: gray pixels of
+// an edit that never saw the reference count as a yellow background).
+double named_reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
+  using Lab = std::array<float, 3>;
+  auto lab = [](const world::Rgb& v) { return world::lab_of_rgb_float(v[0], v[1], v[2]); };
+  std::vector<Lab> palette;
+  for (int c = 0; c < world::kColorCount; ++c) palette.push_back(lab(world::rgb_of(static_cast<world::Color>(c))));
+  const world::Background& bg = p.reference.background;
+  const int bg_index = static_cast<int>(bg.color);
+  int tone_index = -1;
+  if (world::is_textured(bg.kind)) {
+    tone_index = static_cast<int>(palette.size());
+    palette.push_back(lab(world::checker_tone(bg.color)));
+  }
+  auto img = image_u8.to(torch::kUInt8).contiguous();
+  auto region = p.target_region.contiguous();
+  const auto* px = img.data_ptr<uint8_t>();
+  const auto* in = region.data_ptr<bool>();
+  int64_t n = 0, hits = 0;
+  for (int64_t i = 0; i < region.numel(); ++i) {
+    if (!in[i]) continue;
+    ++n;
+    const Lab l = world::lab_of_rgb_float(px[3 * i], px[3 * i + 1], px[3 * i + 2]);
+    int best = 0;
+    float best_d = 1e9f;
+    for (int c = 0; c < static_cast<int>(palette.size()); ++c) {
+      const float d = world::delta_e(l, palette[c]);
+      if (d < best_d) best_d = d, best = c;
+    }
+    hits += best == bg_index || best == tone_index;
+  }
+  return n ? static_cast<double>(hits) / static_cast<double>(n) : 0.0;
+}
+
 // A leak counts when a tenth of the edited object's pixels take the reference's background.
 constexpr double kLeakedShare = 0.1;
 
@@ -142,8 +200,9 @@ torch::Tensor mask_u8(const torch::Tensor& m, int64_t size) {
 // One edit of one pair, judged against the expected scene.
 struct EditOutcome {
   bool pass = false, color = false, shape = false, pattern = false;
-  double background_psnr = 0, reference_bg_leak = 0, seconds = 0;
+  double background_psnr = 0, reference_bg_leak = 0, named_bg_leak = 0, seconds = 0;
   bool leaked() const { return reference_bg_leak >= kLeakedShare; }
+  bool leaked_named() const { return named_bg_leak >= kLeakedShare; }
 };
 
 EditOutcome judge_edit(const torch::Tensor& image, const Pair& p, double seconds) {
@@ -157,12 +216,16 @@ EditOutcome judge_edit(const torch::Tensor& image, const Pair& p, double seconds
   }
   e.background_psnr = masked_psnr(image, p.source_image, p.keep);
   e.reference_bg_leak = reference_background_leak(image, p);
+  e.named_bg_leak = named_reference_background_leak(image, p);
   e.seconds = seconds;
   return e;
 }
 
 nlohmann::json to_json(const EditOutcome& e) {
-  return {{"pass", e.pass}, {"background_psnr", e.background_psnr}, {"reference_bg_leak", e.reference_bg_leak}};
+  return {{"pass", e.pass},
+          {"background_psnr", e.background_psnr},
+          {"reference_bg_leak", e.reference_bg_leak},
+          {"named_bg_leak", e.named_bg_leak}};
 }
 
 // The edits in table order: Prompt-to-Prompt alone, SpecRef, its mask ablations, M_s derived.
@@ -189,7 +252,7 @@ PairResult run_pair(Pipeline& pipe, const SpecRefBenchOptions& o, int64_t k) {
   InversionOptions inv;
   inv.steps = o.steps;
   inv.ddim = DDIMConfig::null_text_inversion();
-  Pair p = make_pair_scene(o.seed + static_cast<uint64_t>(k), size, o.textured_references);
+  Pair p = make_pair_scene(o.seed + static_cast<uint64_t>(k), size, o.textured_references, o.unnamed_appearance);
   PairResult r;
   auto& rec = r.record;
   rec = {{"seed", o.seed + k}, {"source", p.source_prompt}, {"target", p.target_prompt},
@@ -303,8 +366,8 @@ PairResult run_pair(Pipeline& pipe, const SpecRefBenchOptions& o, int64_t k) {
 
 struct Tally {
   int64_t n = 0, pass = 0, color = 0, shape = 0, pattern = 0;
-  double bg_psnr = 0, leak = 0, seconds = 0;
-  std::vector<bool> passes, leaks;  // per pair, in pair order (paired tests)
+  double bg_psnr = 0, leak = 0, named_leak = 0, seconds = 0;
+  std::vector<bool> passes, leaks, named_leaks;  // per pair, in pair order (paired tests)
   void add(const EditOutcome& e) {
     ++n;
     pass += e.pass;
@@ -313,11 +376,14 @@ struct Tally {
     pattern += e.pattern;
     passes.push_back(e.pass);
     leaks.push_back(e.leaked());
+    named_leaks.push_back(e.leaked_named());
     bg_psnr += e.background_psnr;
     leak += e.reference_bg_leak;
+    named_leak += e.named_bg_leak;
     seconds += e.seconds;
   }
   int64_t leaked() const { return std::count(leaks.begin(), leaks.end(), true); }
+  int64_t leaked_named() const { return std::count(named_leaks.begin(), named_leaks.end(), true); }
   double mean(double sum) const { return sum / static_cast<double>(std::max<int64_t>(n, 1)); }
 };
 
@@ -379,6 +445,7 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
   auto& j = report.json;
   j["pairs"] = t.pairs;
   j["textured_references"] = o.textured_references;
+  j["unnamed_appearance"] = o.unnamed_appearance;
   j["steps"] = o.steps;
   j["cfg_scale"] = o.cfg_scale;
   j["model"] = model;
@@ -389,12 +456,14 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
                     {"psnr_null_text_cfg", t.psnr_null_text},
                     {"null_text_gain", t.null_text_gain}};
 
-  ReportTable edits("edit", {"success", "color", "shape", "pattern", "bg PSNR dB", "ref-bg leak", "leaked", "s/edit"});
+  ReportTable edits("edit", {"success", "color", "shape", "pattern", "bg PSNR dB", "ref-bg leak", "leaked",
+                             "named leak", "leaked (named)", "s/edit"});
   for (const auto& [name, tl] : t.edits)
     edits.add(name, {ReportTable::rate(wilson(tl.pass, tl.n)), ReportTable::number(tl.mean(tl.color)),
                      ReportTable::number(tl.mean(tl.shape)), ReportTable::number(tl.mean(tl.pattern)),
                      ReportTable::number(tl.mean(tl.bg_psnr), 2), ReportTable::number(tl.mean(tl.leak)),
-                     ReportTable::rate(wilson(tl.leaked(), tl.n)), ReportTable::number(tl.mean(tl.seconds), 2)});
+                     ReportTable::rate(wilson(tl.leaked(), tl.n)), ReportTable::number(tl.mean(tl.named_leak)),
+                     ReportTable::rate(wilson(tl.leaked_named(), tl.n)), ReportTable::number(tl.mean(tl.seconds), 2)});
   j["edits"] = edits.json();
   j["kv_cache_bytes"] = t.cache_bytes;
   j["joint_inversion_seconds"] = t.invert_seconds;
@@ -410,8 +479,9 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
       << fixed(t.null_text_gain, 2) << " on " << t.null_text_pairs << " pairs)";
   s << "\n";
   s << "edits, judged against the source scene with the object's color/shape/pattern from the reference\n"
-       "(rates [95% Wilson]; leaked: a tenth or more of the edited object in the reference's background colors;\n"
-       "p2p swap has no reference: its leaks are the measure's floor):\n"
+       "(rates [95% Wilson]; leaked: a tenth or more of the edited object in the reference's background colors,\n"
+       "nearest of those and the other three scene colors; named: nearest of the ten palette colors;\n"
+       "p2p swap has no reference: its leaks are the measures' floor):\n"
     << edits.console();
   // Fig. 4's claim, case by case: without M_s the reference's background leaks; with it, it does not.
   const Tally* sr = t.find(kSpecRef);
@@ -419,10 +489,15 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
   if (sr && mt_only) {
     const McNemar leak_test = mcnemar(mt_only->leaks, sr->leaks);
     const McNemar pass_test = mcnemar(sr->passes, mt_only->passes);
+    const McNemar named_test = mcnemar(mt_only->named_leaks, sr->named_leaks);
     s << "without M_s (mt_only) vs SpecRef, exact McNemar: leaked only without M_s " << leak_test.only_a
       << ", only with " << leak_test.only_b << ", p = " << leak_test.p_value << "; success only with M_s "
-      << pass_test.only_a << ", only without " << pass_test.only_b << ", p = " << pass_test.p_value << "\n";
+      << pass_test.only_a << ", only without " << pass_test.only_b << ", p = " << pass_test.p_value
+      << "; leaked (named) only without M_s " << named_test.only_a << ", only with " << named_test.only_b
+      << ", p = " << named_test.p_value << "\n";
     j["claim_ms_leak"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked"}, {"mcnemar", to_json(leak_test)}};
+    j["claim_ms_leak_named"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked (named)"},
+                                {"mcnemar", to_json(named_test)}};
     j["claim_ms_success"] = {{"a", "specref"}, {"b", "mt_only"}, {"outcome", "success"}, {"mcnemar", to_json(pass_test)}};
   }
   s << "reference K/V cache " << fixed(t.cache_bytes / 1048576.0, 3) << " MiB fp16 per pair; joint inversion "

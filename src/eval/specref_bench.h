@@ -18,6 +18,9 @@ struct SpecRefBenchOptions {
   int64_t inner_steps = 10;
   bool ablations = true;
   bool textured_references = false;  // references on checkered/striped/dotted/noisy backgrounds (Fig. 4)
+  // The target prompt names only the reference object's shape: its color and pattern must come
+  // from the reference (appearance the words do not carry, the paper's setting).
+  bool unnamed_appearance = false;
   std::string output;  // folder for grids + summary.json (empty: none)
 };
 

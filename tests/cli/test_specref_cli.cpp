@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "../cli/cli_test_util.h"
@@ -149,8 +151,33 @@ TEST_F(SpecRefCli, BenchJudgesEveryEditOnTheSamePairs) {
   EXPECT_TRUE(j["per_pair"][0].contains("psnr_null_text_cfg"));
   EXPECT_FALSE(j["per_pair"][1].contains("psnr_null_text_cfg"));
   EXPECT_EQ(j["inversion"]["null_text_pairs"], 1);
-  EXPECT_TRUE(j.contains("claim_ms_leak") && j.contains("claim_ms_success"));
+  EXPECT_TRUE(j.contains("claim_ms_leak") && j.contains("claim_ms_success") && j.contains("claim_ms_leak_named"));
+  for (const auto& name : {"p2p", "specref", "mt_only"}) {
+    const double named = j["per_pair"][0][name]["named_bg_leak"].get<double>();
+    EXPECT_TRUE(named >= 0 && named <= 1) << name << " " << named;
+  }
   EXPECT_TRUE(cli_test::fs::exists(dir + "/pair_01.png"));
+}
+
+// --unnamed-appearance: the target prompt names the reference object's shape only (its color and
+// pattern must come from the reference), so it is the source caption less the object's color word.
+TEST_F(SpecRefCli, BenchUnnamedAppearanceDropsTheColorAndPatternWords) {
+  const std::string dir = scratch_->path("bench-unnamed");
+  auto r = scratch_->sine("world bench-specref --pairs 2 --steps 2 --null-text-pairs 0 --no-ablations "
+                          "--textured-references --unnamed-appearance -o " + quote(dir));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream f(dir + "/summary.json");
+  auto j = nlohmann::json::parse(f);
+  EXPECT_TRUE(j["unnamed_appearance"].get<bool>());
+  auto words = [](const std::string& text) {
+    std::istringstream in(text);
+    return std::vector<std::string>(std::istream_iterator<std::string>(in), std::istream_iterator<std::string>());
+  };
+  for (const auto& pair : j["per_pair"]) {
+    const auto source = words(pair["source"].get<std::string>()), target = words(pair["target"].get<std::string>());
+    EXPECT_EQ(target.size() + 1, source.size()) << pair["source"] << " -> " << pair["target"];
+    EXPECT_TRUE(target[0] == "a" || target[0] == "an") << pair["target"];
+  }
 }
 
 }  // namespace
