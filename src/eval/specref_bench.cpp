@@ -223,6 +223,9 @@ EditOutcome judge_edit(const torch::Tensor& image, const Pair& p, double seconds
 
 nlohmann::json to_json(const EditOutcome& e) {
   return {{"pass", e.pass},
+          {"color", e.color},
+          {"shape", e.shape},
+          {"pattern", e.pattern},
           {"background_psnr", e.background_psnr},
           {"reference_bg_leak", e.reference_bg_leak},
           {"named_bg_leak", e.named_bg_leak}};

@@ -22,7 +22,9 @@ json errors() {
 }
 
 json with_errors(json responses) {
-  for (auto& [code, r] : errors().items()) responses[code] = r;
+  // items() of a temporary would outlive it in a range-for (ASan: stack-use-after-scope).
+  const json common = errors();
+  for (const auto& [code, r] : common.items()) responses[code] = r;
   return responses;
 }
 
