@@ -21,22 +21,28 @@
 namespace {
 
 struct Served {
+  std::filesystem::path data_dir;  // the artefact store's folder, removed at exit
   sine::Pipeline pipeline;
   sine::server::ArtifactStore artifacts;
   sine::server::ImageLimits limits{128, 128 * 128};  // small, so a fuzzed image decodes fast
   sine::server::MethodJobs jobs;
 
-  explicit Served(const std::string& data_dir)
-      : pipeline(sine::Pipeline::load(sine::LoadOptions{})),  // the bundled model
-        artifacts(data_dir),
+  explicit Served(const std::filesystem::path& dir)
+      : data_dir(dir),
+        pipeline(sine::Pipeline::load(sine::LoadOptions{})),  // the bundled model
+        artifacts(dir.string()),
         jobs(pipeline, sine::LoadOptions{}, artifacts, limits) {}
+  ~Served() {
+    std::error_code ignored;
+    std::filesystem::remove_all(data_dir, ignored);
+  }
 };
 
 Served& served() {
   static std::unique_ptr<Served> s = [] {
     torch::set_num_threads(1);
     const auto dir = std::filesystem::temp_directory_path() / ("sine-fuzz-requests-" + std::to_string(::getpid()));
-    return std::make_unique<Served>(dir.string());
+    return std::make_unique<Served>(dir);
   }();
   return *s;
 }
