@@ -37,7 +37,6 @@ void require_output_dir(const std::string& path, const std::string& flag) {
     throw Error(flag + " " + path + ": the folder " + parent.string() + " does not exist");
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // finetune
 

@@ -408,7 +408,6 @@ BenchTally tally(const std::vector<SceneResult>& scenes, const SineBenchOptions&
 
 using eval::ReportTable;
 
-
 ReportTable score_table(const std::string& first, const std::vector<std::pair<std::string, const Tally*>>& rows) {
   ReportTable table(first, {"edits", "success", "preservation", "both"});
   for (const auto& [name, t] : rows)

@@ -147,22 +147,15 @@ double reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
 }
 
 // Share of the expected object's pixels the judge would name as the reference background: the
-// nearest (CIE ΔE) of the ten palette colors and a texture's second tone is one of the reference
-// background's tones. Unlike the measure above, a neutral pixel goes to its own palette color
-// rather than to whichever of four candidates is least far (that measure's floor: gray pixels of
-// an edit that never saw the reference count as a yellow background).
+// judge's palette color for the pixel (world::nearest_color) is the reference background's, or a
+// texture's second tone is nearer still. Unlike the measure above, a neutral pixel goes to its own
+// palette color rather than to whichever of four candidates is least far (that measure's floor:
+// gray pixels of an edit that never saw the reference count as a yellow background).
 double named_reference_background_leak(const torch::Tensor& image_u8, const Pair& p) {
-  using Lab = std::array<float, 3>;
-  auto lab = [](const world::Rgb& v) { return world::lab_of_rgb_float(v[0], v[1], v[2]); };
-  std::vector<Lab> palette;
-  for (int c = 0; c < world::kColorCount; ++c) palette.push_back(lab(world::rgb_of(static_cast<world::Color>(c))));
   const world::Background& bg = p.reference.background;
-  const int bg_index = static_cast<int>(bg.color);
-  int tone_index = -1;
-  if (world::is_textured(bg.kind)) {
-    tone_index = static_cast<int>(palette.size());
-    palette.push_back(lab(world::checker_tone(bg.color)));
-  }
+  const bool textured = world::is_textured(bg.kind);
+  const world::Rgb tone_rgb = world::checker_tone(bg.color);
+  const auto tone = world::lab_of_rgb_float(tone_rgb[0], tone_rgb[1], tone_rgb[2]);
   auto img = image_u8.to(torch::kUInt8).contiguous();
   auto region = p.target_region.contiguous();
   const auto* px = img.data_ptr<uint8_t>();
@@ -171,14 +164,9 @@ double named_reference_background_leak(const torch::Tensor& image_u8, const Pair
   for (int64_t i = 0; i < region.numel(); ++i) {
     if (!in[i]) continue;
     ++n;
-    const Lab l = world::lab_of_rgb_float(px[3 * i], px[3 * i + 1], px[3 * i + 2]);
-    int best = 0;
-    float best_d = 1e9f;
-    for (int c = 0; c < static_cast<int>(palette.size()); ++c) {
-      const float d = world::delta_e(l, palette[c]);
-      if (d < best_d) best_d = d, best = c;
-    }
-    hits += best == bg_index || best == tone_index;
+    const auto lab = world::lab_of_rgb_float(px[3 * i], px[3 * i + 1], px[3 * i + 2]);
+    const auto [color, distance] = world::nearest_color(lab);
+    hits += color == bg.color || (textured && world::delta_e(lab, tone) < distance);
   }
   return n ? static_cast<double>(hits) / static_cast<double>(n) : 0.0;
 }

@@ -19,15 +19,19 @@ Lab lab_of_vec(const Vec3& v) {
 
 Lab lab_of_color(Color c) { return lab_of(rgb_of(c)); }
 
-std::pair<Color, float> nearest_color(const Lab& lab) {
+}  // namespace judge_detail
+
+std::pair<Color, float> nearest_color(const std::array<float, 3>& lab) {
   Color best = Color::red;
   float best_d = 1e9f;
   for (int i = 0; i < kColorCount; ++i) {
-    float d = delta_e(lab, lab_of_color(static_cast<Color>(i)));
+    float d = delta_e(lab, judge_detail::lab_of_color(static_cast<Color>(i)));
     if (d < best_d) best_d = d, best = static_cast<Color>(i);
   }
   return {best, best_d};
 }
+
+namespace judge_detail {
 
 std::pair<float, float> project(const Lab& p, const Lab& a, const Lab& b) {
   float ab2 = 0, dot = 0;

@@ -27,7 +27,6 @@ struct Blob {
 
 Lab lab_of_vec(const Vec3& rgb);
 Lab lab_of_color(Color color);
-std::pair<Color, float> nearest_color(const Lab& lab);
 // Projection of p on the segment a-b: (t in [0, 1], CIE76 distance to the segment).
 std::pair<float, float> project(const Lab& p, const Lab& a, const Lab& b);
 

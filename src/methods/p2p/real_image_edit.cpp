@@ -1,7 +1,6 @@
 #include "methods/p2p/real_image_edit.h"
 
 #include <memory>
-#include <sstream>
 
 #include "core/error.h"
 #include "core/validate.h"
@@ -12,10 +11,6 @@
 #include "methods/p2p/word_alignment.h"
 
 namespace sine {
-
-namespace {
-
-}  // namespace
 
 void P2PEditConfig::validate(const ClipTokenizer& tokenizer) const {
   if (source.empty()) throw Error("prompt: required (the source image's caption)");
