@@ -407,10 +407,11 @@ BenchTally tally(const std::vector<PairResult>& results) {
       nt_sum += *r.psnr_null_text;
       g_on_nt_pairs += r.psnr_guidance;
     }
-    for (const auto& [name, outcome] : r.edits) {
+    for (const auto& edit : r.edits) {
+      const std::string& name = edit.first;
       auto it = std::find_if(t.edits.begin(), t.edits.end(), [&](const auto& e) { return e.first == name; });
       if (it == t.edits.end()) it = t.edits.insert(t.edits.end(), {name, Tally{}});
-      it->second.add(outcome);
+      it->second.add(edit.second);
     }
     t.cache_bytes = r.cache_bytes;
     t.invert_seconds += r.invert_seconds;

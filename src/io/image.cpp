@@ -179,8 +179,8 @@ Decoded decode_bytes(const uint8_t* data, size_t size, const std::string& what) 
     stbi_image_free(pixels);
     cannot_read(what, "the image has no pixels (" + std::to_string(width) + "x" + std::to_string(height) + ")");
   }
-  auto rgba = torch::from_blob(pixels, {height, width, 4}, torch::kUInt8).clone();
-  stbi_image_free(pixels);
+  // stb's buffer becomes the tensor's storage: no second copy of a large image.
+  auto rgba = torch::from_blob(pixels, {height, width, 4}, [](void* p) { stbi_image_free(p); }, torch::kUInt8);
   rgba = apply_orientation(rgba, jpeg_exif_orientation(std::vector<uint8_t>(data, data + std::min<size_t>(size, 1 << 17))))
              .contiguous();
   return {rgba, channels == 2 || channels == 4};
@@ -192,17 +192,26 @@ Decoded decode(const std::string& path) {
 }
 
 // Integer "over white" with rounding: exact for alpha 0 and 255.
+// One pass in uint8: a 16-megapixel image needs its 48 MB of output and nothing else (wider
+// integer tensors held several hundred MB each; found by fuzz_image).
 torch::Tensor over_white(const torch::Tensor& rgba_u8) {
-  auto rgba = rgba_u8.to(torch::kInt32);
-  auto rgb = rgba.narrow(2, 0, 3), alpha = rgba.narrow(2, 3, 1);
-  return (rgb * alpha + 255 * (255 - alpha) + 127).div(255, "floor").to(torch::kUInt8).contiguous();
+  const auto rgba = rgba_u8.contiguous();
+  const int64_t pixels = rgba.size(0) * rgba.size(1);
+  auto rgb = torch::empty({rgba.size(0), rgba.size(1), 3}, torch::kUInt8);
+  const uint8_t* src = rgba.data_ptr<uint8_t>();
+  uint8_t* dst = rgb.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < pixels; ++i, src += 4, dst += 3) {
+    const int alpha = src[3];
+    for (int c = 0; c < 3; ++c) dst[c] = static_cast<uint8_t>((src[c] * alpha + 255 * (255 - alpha) + 127) / 255);
+  }
+  return rgb;
 }
 
 // The alpha channel when the image has a non-opaque one, else the brightest of R, G, B; uint8 [H,W].
 torch::Tensor mask_channel(const Decoded& decoded) {
   auto alpha = decoded.rgba.select(2, 3);
   return decoded.has_alpha && alpha.min().item<int64_t>() < 255 ? alpha
-                                                                 : std::get<0>(decoded.rgba.narrow(2, 0, 3).max(2));
+                                                                 : decoded.rgba.narrow(2, 0, 3).amax(2);
 }
 
 torch::Tensor checked_rgb(const torch::Tensor& t, const char* what) {
