@@ -359,6 +359,7 @@ struct Tally {
   int64_t n = 0, pass = 0, color = 0, shape = 0, pattern = 0;
   double bg_psnr = 0, leak = 0, named_leak = 0, seconds = 0;
   std::vector<bool> passes, leaks, named_leaks;  // per pair, in pair order (paired tests)
+  std::vector<double> named_shares;              // per pair: the named leak's share of the edited object
   void add(const EditOutcome& e) {
     ++n;
     pass += e.pass;
@@ -368,6 +369,7 @@ struct Tally {
     passes.push_back(e.pass);
     leaks.push_back(e.leaked());
     named_leaks.push_back(e.leaked_named());
+    named_shares.push_back(e.named_bg_leak);
     bg_psnr += e.background_psnr;
     leak += e.reference_bg_leak;
     named_leak += e.named_bg_leak;
@@ -487,9 +489,22 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
       << pass_test.only_a << ", only without " << pass_test.only_b << ", p = " << pass_test.p_value
       << "; leaked (named) only without M_s " << named_test.only_a << ", only with " << named_test.only_b
       << ", p = " << named_test.p_value << "\n";
+    // The sign test on the named leak's share, pair by pair (declared before the run that first
+    // reported it): which of the two edits has more of its object in the reference's background
+    // colour. Ties (both 0, mostly) drop out, as in McNemar's test, which it equals on these signs.
+    std::vector<bool> more_without, more_with;
+    for (size_t i = 0; i < mt_only->named_shares.size() && i < sr->named_shares.size(); ++i) {
+      more_without.push_back(mt_only->named_shares[i] > sr->named_shares[i]);
+      more_with.push_back(sr->named_shares[i] > mt_only->named_shares[i]);
+    }
+    const McNemar share_test = mcnemar(more_without, more_with);
+    s << "named leak share, pair by pair (sign test): larger without M_s " << share_test.only_a << ", larger with "
+      << share_test.only_b << ", equal " << share_test.neither << ", p = " << share_test.p_value << "\n";
     j["claim_ms_leak"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked"}, {"mcnemar", to_json(leak_test)}};
     j["claim_ms_leak_named"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "leaked (named)"},
                                 {"mcnemar", to_json(named_test)}};
+    j["claim_ms_leak_share"] = {{"a", "mt_only"}, {"b", "specref"}, {"outcome", "larger named leak share (sign test)"},
+                                {"mcnemar", to_json(share_test)}};
     j["claim_ms_success"] = {{"a", "specref"}, {"b", "mt_only"}, {"outcome", "success"}, {"mcnemar", to_json(pass_test)}};
   }
   s << "reference K/V cache " << fixed(t.cache_bytes / 1048576.0, 3) << " MiB fp16 per pair; joint inversion "
