@@ -14,6 +14,7 @@
 #include "eval/statistics.h"
 #include "io/image.h"
 #include "io/json_file.h"
+#include "io/model_hash.h"
 #include "methods/sine/sine_edit.h"
 #include "methods/sine/sine_finetune.h"
 #include "world/caption.h"
@@ -68,6 +69,30 @@ struct Run {
   std::string desc = sine_training_prompt("photo of a sks {class}", "picture");
 };
 
+// The model in a record's key: its A1111 short hash (the same file under another name or folder
+// reuses the record), or for a model without a file (the embedded default) its source name.
+std::string model_key(const Pipeline& pre) {
+  const std::string hash = pre.model_hash();
+  return hash.empty() ? pre.source() : hash;
+}
+
+// Records written before keys held the hash name the model by the path it was given: such a record
+// matches when that path still holds a model with the same hash.
+bool same_key(nlohmann::json recorded, const nlohmann::json& key) {
+  if (recorded.is_object() && recorded.contains("model") && recorded["model"].is_string()) {
+    const std::string model = recorded["model"].get<std::string>();
+    std::error_code ec;
+    if (model != key.value("model", "") && fs::exists(model, ec)) recorded["model"] = model_short_hash(model);
+  }
+  return recorded == key;
+}
+
+// The fine-tuned patch model's row after `steps` steps (the last step count is the main row).
+std::string patch_row_name(const SineResizeBenchOptions& o, int64_t steps) {
+  const std::string row = "fine-tuned alone, patch (grid)";
+  return steps == o.patch_steps.back() ? row : row + " @" + std::to_string(steps);
+}
+
 nlohmann::json run_scene(const Run& run, int64_t i) {
   const SineResizeBenchOptions& o = run.o;
   Pipeline& pre = run.pre;
@@ -86,7 +111,7 @@ nlohmann::json run_scene(const Run& run, int64_t i) {
     } catch (const Error&) {
       done = nullptr;  // unreadable: recompute it
     }
-    if (done.is_object() && done.value("key", nlohmann::json()) == run.key && done.value("caption", "") == caption) {
+    if (done.is_object() && same_key(done.value("key", nlohmann::json()), run.key) && done.value("caption", "") == caption) {
       std::cerr << "== scene " << i + 1 << "/" << o.scenes << ": " << caption << " (from " << record.string() << ")\n";
       return done;
     }
@@ -144,8 +169,7 @@ nlohmann::json run_scene(const Run& run, int64_t i) {
     for (int64_t steps : o.patch_steps) {
       ft.train(steps);
       SineBranch b{&patch, ft.grid(), run.desc, sine_beta(o.v), o.K};
-      const std::string at = steps == last_patch ? "" : " @" + std::to_string(steps);
-      judge_row("fine-tuned alone, patch (grid)" + at, &b, SineEditMode::NoGuidance);
+      judge_row(patch_row_name(o, steps), &b, SineEditMode::NoGuidance);
       if (steps == last_patch) judge_row("SINE, patch (grid)", &b, SineEditMode::Sine);
     }
   }
@@ -221,6 +245,20 @@ nlohmann::json report(Tally& t, const SineResizeBenchOptions& o, const std::vect
                 static_cast<long long>(m.only_b), m.p_value);
     out["claims"].push_back({{"a", a}, {"b", b}, {"outcome", "duplicated"}, {"mcnemar", eval::to_json(m)}});
   }
+  // Where patch training stops improving: each judged step count against the next, on the same cases.
+  if (o.patch_steps.size() > 1) {
+    std::printf("\nduplicated, patch model at each step count vs the next (exact McNemar)\n");
+    for (size_t k = 0; k + 1 < o.patch_steps.size(); ++k) {
+      const std::string a = patch_row_name(o, o.patch_steps[k]), b = patch_row_name(o, o.patch_steps[k + 1]);
+      const eval::McNemar m = eval::mcnemar(t.rows[a].duplicated, t.rows[b].duplicated);
+      std::printf("  %lld vs %lld steps: only at %lld %lld, only at %lld %lld, p = %.4g\n",
+                  static_cast<long long>(o.patch_steps[k]), static_cast<long long>(o.patch_steps[k + 1]),
+                  static_cast<long long>(o.patch_steps[k]), static_cast<long long>(m.only_a),
+                  static_cast<long long>(o.patch_steps[k + 1]), static_cast<long long>(m.only_b), m.p_value);
+      out["patch_steps_tests"].push_back(
+          {{"a", a}, {"b", b}, {"outcome", "duplicated"}, {"mcnemar", eval::to_json(m)}});
+    }
+  }
   return out;
 }
 
@@ -250,7 +288,7 @@ nlohmann::json run_sine_resize_bench(const SineResizeBenchOptions& o) {
   if (!o.textured_backgrounds) run.sampling.p_gradient = run.sampling.p_checkered = 0;
   nlohmann::json canvas_json = nlohmann::json::array();
   for (const auto& [w, h] : run.canvases) canvas_json.push_back({w, h});
-  run.key = {{"model", pre.source()},  {"seed", o.seed},        {"whole_steps", o.whole_steps},
+  run.key = {{"model", model_key(pre)},  {"seed", o.seed},        {"whole_steps", o.whole_steps},
              {"patch_steps", o.patch_steps}, {"lr", o.lr},       {"edit_steps", o.edit_steps},
              {"scale", o.scale},        {"K", o.K},              {"v", o.v},
              {"canvases", canvas_json}, {"textured", o.textured_backgrounds}};
