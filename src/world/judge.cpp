@@ -22,10 +22,16 @@ Lab lab_of_color(Color c) { return lab_of(rgb_of(c)); }
 }  // namespace judge_detail
 
 std::pair<Color, float> nearest_color(const std::array<float, 3>& lab) {
+  // The palette in Lab, converted once (this runs per pixel).
+  static const std::array<judge_detail::Lab, kColorCount> palette = [] {
+    std::array<judge_detail::Lab, kColorCount> p{};
+    for (int i = 0; i < kColorCount; ++i) p[i] = judge_detail::lab_of_color(static_cast<Color>(i));
+    return p;
+  }();
   Color best = Color::red;
   float best_d = 1e9f;
   for (int i = 0; i < kColorCount; ++i) {
-    float d = delta_e(lab, judge_detail::lab_of_color(static_cast<Color>(i)));
+    float d = delta_e(lab, palette[i]);
     if (d < best_d) best_d = d, best = static_cast<Color>(i);
   }
   return {best, best_d};

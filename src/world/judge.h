@@ -68,11 +68,11 @@ struct JudgeResult {
   std::optional<Verdict> verdict;  // set when an expectation was given
 };
 
-// rgb_u8: uint8 [H, W, 3] (any device). Deterministic.
 // The palette color the judge names a CIE Lab color (lab_of_rgb_float): the nearest by CIE76,
 // and that distance.
 std::pair<Color, float> nearest_color(const std::array<float, 3>& lab);
 
+// rgb_u8: uint8 [H, W, 3] (any device). Deterministic.
 JudgeResult judge(const torch::Tensor& rgb_u8, const Scene* expected = nullptr);
 Scene judge_scene(const torch::Tensor& rgb_u8);
 
