@@ -205,6 +205,7 @@ void register_insert(CLI::App& app) {
     cmd->add_option("--batch", c.batch, "training batch")->capture_default_str();
     cmd->add_option("--stage1-lr", c.stage1_lr, "stage I learning rate")->capture_default_str();
     cmd->add_option("--stage2-lr", c.stage2_lr, "stage II learning rate")->capture_default_str();
+    cmd->add_option("--rank", c.lora_rank, "stage II LoRA rank")->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_option("--variants", f->variants,
                     "comma-separated rows (default: all): " + insert_bench_variant_list() +
                         "; oracle = the concept spelled out in words, the ceiling");

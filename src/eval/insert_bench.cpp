@@ -254,6 +254,7 @@ Learned learn_concepts(Pipeline& pipeline, const InsertBenchConfig& cfg, const S
     base.stage2_steps = cfg.stage2_steps;
     base.stage1_lr = cfg.stage1_lr;
     base.stage2_lr = cfg.stage2_lr;
+    base.lora_rank = cfg.lora_rank;
     base.seed = cfg.seed + i;
     base.prompt_template = insert_bench_training_prompt(src.concepts[i], cfg.training_prompt);
     std::fprintf(stderr, "concept %zu/%zu: %s %s\n", i + 1, N, src.concepts[i].attributes.c_str(),
@@ -487,7 +488,8 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
                       {"sample_steps", cfg.sample_steps}, {"cfg_scale", cfg.cfg_scale},
                       {"stage1_steps", cfg.stage1_steps}, {"stage2_steps", cfg.stage2_steps},
                       {"batch", cfg.batch},               {"stage1_lr", cfg.stage1_lr},
-                      {"stage2_lr", cfg.stage2_lr},       {"seed", cfg.seed},
+                      {"stage2_lr", cfg.stage2_lr},       {"lora_rank", cfg.lora_rank},
+                      {"seed", cfg.seed},
                       {"model", pipeline.source()},       {"training_prompt", cfg.training_prompt},
                       {"textured_backgrounds", cfg.textured_backgrounds}};
   result["concepts"] = nlohmann::json::array();

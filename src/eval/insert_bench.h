@@ -41,6 +41,7 @@ struct InsertBenchConfig {
   int64_t batch = 4;
   double stage1_lr = 1e-3;
   double stage2_lr = 5e-4;
+  int64_t lora_rank = 4;  // stage II LoRA rank (the official 4)
   std::vector<std::string> variants = insert_bench_variants();
   // Training prompt: "caption" = the source's caption with '*' for the concept's attributes ("a *
   // heart in the center on a checkered green background"; the shapes text encoder only saw whole
