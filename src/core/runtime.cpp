@@ -1,6 +1,9 @@
 #include "core/runtime.h"
 
+#include <cstdlib>
 #include <thread>
+
+#include <dlfcn.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -16,6 +19,15 @@ void init_threads(int threads) {
   }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+  single_thread_blas();
+}
+
+void single_thread_blas() {
+  if (std::getenv("OPENBLAS_NUM_THREADS")) return;  // the user's choice
+  using SetThreads = void (*)(int);
+  // Looked up at run time: only Debian's LibTorch links OpenBLAS (PyPI's uses MKL, which follows
+  // torch::set_num_threads on its own).
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
 }
 
 void init_allocator() {

@@ -5,7 +5,16 @@
 namespace sine {
 
 // LibTorch defaults to one thread on some machines: use every core unless told otherwise.
+// Also calls single_thread_blas().
 void init_threads(int threads = 0);
+
+// OpenBLAS (under Debian's LibTorch) keeps a pthread pool of its own, sized by the cores, beside
+// LibTorch's OpenMP threads; with both at two threads their idle workers spin against each other.
+// Measured on 2 cores (docs/performance.md): the shapes fine-tune ran 3x slower with --threads 2 than
+// with 1, SD 1.5's UNet forward no faster. One BLAS thread per caller, with LibTorch's OpenMP threads
+// doing the parallel work, is faster in both (fp32 UNet 1.39x, shapes fine-tune 2.9x). Does nothing
+// when OPENBLAS_NUM_THREADS is set or when OpenBLAS is not loaded.
+void single_thread_blas();
 
 // glibc hands every freed block above its (adaptive) mmap threshold back to the kernel and trims
 // the heap top eagerly; a training step frees and re-allocates the same activation-sized buffers,
