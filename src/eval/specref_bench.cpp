@@ -239,7 +239,7 @@ struct PairResult {
 };
 
 PairResult run_pair(Pipeline& pipe, const SpecRefBenchOptions& o, int64_t k) {
-  const int64_t size = pipe.native_size();
+  const int64_t size = o.size > 0 ? o.size : pipe.native_size();
   InversionOptions inv;
   inv.steps = o.steps;
   inv.ddim = DDIMConfig::null_text_inversion();
@@ -440,6 +440,7 @@ SpecRefBenchReport report(const BenchTally& t, const SpecRefBenchOptions& o, con
   j["pairs"] = t.pairs;
   j["textured_references"] = o.textured_references;
   j["unnamed_appearance"] = o.unnamed_appearance;
+  j["size"] = o.size;
   j["steps"] = o.steps;
   j["cfg_scale"] = o.cfg_scale;
   j["model"] = model;

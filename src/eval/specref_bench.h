@@ -21,6 +21,8 @@ struct SpecRefBenchOptions {
   // The target prompt names only the reference object's shape: its color and pattern must come
   // from the reference (appearance the words do not carry, the paper's setting).
   bool unnamed_appearance = false;
+  // Square canvas of the pairs in pixels (a multiple of 8); 0 = the model's native size.
+  int64_t size = 0;
   std::string output;  // folder for grids + summary.json (empty: none)
 };
 

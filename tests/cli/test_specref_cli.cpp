@@ -180,5 +180,23 @@ TEST_F(SpecRefCli, BenchUnnamedAppearanceDropsTheColorAndPatternWords) {
   }
 }
 
+// --size: the pairs on another square canvas (here 1.5x the model's 64 px): every attention layer
+// then has 2.25x the tokens, so the reference K/V cache grows by exactly that; a bad size is refused.
+TEST_F(SpecRefCli, BenchSizeSetsTheCanvasOfThePairs) {
+  auto cache_bytes = [&](const std::string& size_flag, const std::string& name) {
+    const std::string dir = scratch_->path(name);
+    auto r = scratch_->sine("world bench-specref --pairs 1 --steps 2 --null-text-pairs 0 --no-ablations " + size_flag +
+                            " -o " + quote(dir));
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::ifstream f(dir + "/summary.json");
+    return nlohmann::json::parse(f)["kv_cache_bytes"].get<double>();
+  };
+  const double native = cache_bytes("", "bench-native"), large = cache_bytes("--size 96", "bench-96");
+  EXPECT_DOUBLE_EQ(large / native, 2.25);
+  auto bad = scratch_->sine("world bench-specref --pairs 1 --size 100");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("--size: 100 is not a multiple of 8"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace sine
