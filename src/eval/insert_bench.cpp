@@ -347,7 +347,8 @@ VariantRun run_variant(Pipeline& pipeline, const InsertBenchConfig& cfg, const S
           }
       auto nets = attach_concepts(pipeline.model(), used, {});
       auto images_out =
-          generate_batch_with_concepts(pipeline, used, batch_prompts, batch_seeds, cfg.sample_steps, cfg.cfg_scale);
+          generate_batch_with_concepts(pipeline, used, batch_prompts, batch_seeds, cfg.sample_steps, cfg.cfg_scale,
+                                       "", cfg.size);
       for (auto& n : nets) n.remove();
       for (size_t b = 0; b < images_out.size(); ++b) samples[which[b]].push_back(images_out[b]);
       done += static_cast<int64_t>(images_out.size());
@@ -479,7 +480,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
       throw Error("variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
   if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
 
-  const Sources src = render_sources(cfg, pipeline.native_size());
+  const Sources src = render_sources(cfg, cfg.size > 0 ? cfg.size : pipeline.native_size());
   const size_t N = src.concepts.size();
   Learned learned = learn_concepts(pipeline, cfg, src);
 
@@ -488,7 +489,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
                       {"sample_steps", cfg.sample_steps}, {"cfg_scale", cfg.cfg_scale},
                       {"stage1_steps", cfg.stage1_steps}, {"stage2_steps", cfg.stage2_steps},
                       {"batch", cfg.batch},               {"stage1_lr", cfg.stage1_lr},
-                      {"stage2_lr", cfg.stage2_lr},       {"lora_rank", cfg.lora_rank},
+                      {"stage2_lr", cfg.stage2_lr},       {"lora_rank", cfg.lora_rank},        {"size", cfg.size},
                       {"seed", cfg.seed},
                       {"model", pipeline.source()},       {"training_prompt", cfg.training_prompt},
                       {"textured_backgrounds", cfg.textured_backgrounds}};

@@ -50,6 +50,7 @@ struct InsertBenchConfig {
   // something to stop); "short" = the official "* heart".
   std::string training_prompt = "caption";
   bool textured_backgrounds = false;  // sources on checkered, striped, dotted and noisy backgrounds
+  int64_t size = 0;  // square canvas of the sources and samples in pixels; 0 = the model's native size
   uint64_t seed = 0;
   std::string output_dir;  // grids, sources, masks and bench.json; empty = none
 };

@@ -123,5 +123,21 @@ TEST(InsertCli, BenchInsertOracleNeedsNoTraining) {
   EXPECT_NE(r.err.find("oracle"), std::string::npos) << r.err;
 }
 
+// --size: sources and samples on another square canvas; a size that is not a multiple of 8 is refused.
+TEST(InsertCli, BenchInsertSizeSetsTheCanvas) {
+  Scratch s("sine_insert_bench_size");
+  auto r = s.sine("--threads 1 world bench-insert --concepts 2 --seeds 1 --steps 2 --variants oracle --size 96 -o " +
+                  quote(s.path("bi")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")));
+  EXPECT_EQ(j["config"]["size"], 96);
+  const torch::Tensor source = read_image_rgb(s.path("bi/source_0.png"));
+  EXPECT_EQ(source.size(0), 96);
+  EXPECT_EQ(source.size(1), 96);
+  r = s.sine("world bench-insert --size 100");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--size: 100 is not a multiple of 8"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace sine::cli_test

@@ -486,12 +486,16 @@ torch::Tensor generate_with_concepts(Pipeline& pipeline, const std::vector<Conce
 std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, const std::vector<Concept>& concepts,
                                                         const std::vector<std::string>& prompts,
                                                         const std::vector<uint64_t>& seeds, int64_t steps,
-                                                        double cfg_scale, const std::string& negative_prompt) {
+                                                        double cfg_scale, const std::string& negative_prompt,
+                                                        int64_t size) {
   torch::NoGradGuard no_grad;
   if (prompts.empty() || prompts.size() != seeds.size()) throw Error("generate: one seed per prompt is needed");
   if (steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(steps) + ")");
   const int64_t n = static_cast<int64_t>(prompts.size());
-  const int64_t f = pipeline.vae_factor(), size = pipeline.native_size();
+  const int64_t f = pipeline.vae_factor();
+  if (size <= 0) size = pipeline.native_size();
+  if (size % f != 0)
+    throw Error("size: " + std::to_string(size) + " px is not a multiple of the VAE factor " + std::to_string(f));
   std::vector<torch::Tensor> conds, noises;
   for (int64_t i = 0; i < n; ++i) {
     conds.push_back(encode_concept_prompt(pipeline, prompts[i], concepts));

@@ -164,10 +164,12 @@ torch::Tensor generate_with_concepts(Pipeline& pipeline, const std::vector<Conce
                                      const GenerateOptions& options, const StepCallback& on_step = {});
 
 // The same for several prompts and seeds in one batch (prompt i with seed i; the initial noise of
-// each equals that of generate_with_concepts with that seed). Returns uint8 [H, W, 3] each.
+// each equals that of generate_with_concepts with that seed). `size`: the square canvas in pixels
+// (0: the model's native size). Returns uint8 [H, W, 3] each.
 std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, const std::vector<Concept>& concepts,
                                                         const std::vector<std::string>& prompts,
                                                         const std::vector<uint64_t>& seeds, int64_t steps,
-                                                        double cfg_scale, const std::string& negative_prompt = "");
+                                                        double cfg_scale, const std::string& negative_prompt = "",
+                                                        int64_t size = 0);
 
 }  // namespace sine
