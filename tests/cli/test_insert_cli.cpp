@@ -97,12 +97,17 @@ TEST(InsertCli, BadInputsFailWithOneClearLine) {
   EXPECT_EQ(r.code, 1);
 }
 
+// bench-insert's oracle row alone (nothing trained) on 2 concepts, 1 seed, 2 steps, into s/bi.
+CommandResult oracle_bench(const Scratch& s, const std::string& extra = "") {
+  return s.sine("--threads 1 world bench-insert --concepts 2 --seeds 1 --steps 2 --variants oracle " + extra +
+                " -o " + quote(s.path("bi")));
+}
+
 // The oracle row of bench-insert learns nothing: the concept is spelled out in words ("a pink dotted
 // heart"), so its ESR is the ceiling the base model allows; every fidelity part is reported.
 TEST(InsertCli, BenchInsertOracleNeedsNoTraining) {
   Scratch s("sine_insert_bench");
-  auto r = s.sine("--threads 1 world bench-insert --concepts 2 --seeds 1 --steps 2 --variants oracle -o " +
-                  quote(s.path("bi")));
+  auto r = oracle_bench(s);
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")));
   const auto& row = j["variants"]["oracle"];
@@ -126,11 +131,9 @@ TEST(InsertCli, BenchInsertOracleNeedsNoTraining) {
 // --size: sources and samples on another square canvas; a size that is not a multiple of 8 is refused.
 TEST(InsertCli, BenchInsertSizeSetsTheCanvas) {
   Scratch s("sine_insert_bench_size");
-  auto r = s.sine("--threads 1 world bench-insert --concepts 2 --seeds 1 --steps 2 --variants oracle --size 96 -o " +
-                  quote(s.path("bi")));
+  auto r = oracle_bench(s, "--size 96");
   ASSERT_EQ(r.code, 0) << r.err;
-  auto j = nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")));
-  EXPECT_EQ(j["config"]["size"], 96);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(s.path("bi/bench.json")))["config"]["size"], 96);
   const torch::Tensor source = read_image_rgb(s.path("bi/source_0.png"));
   EXPECT_EQ(source.size(0), 96);
   EXPECT_EQ(source.size(1), 96);
