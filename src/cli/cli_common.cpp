@@ -54,4 +54,15 @@ CLI::App* world_command(CLI::App& app) {
   return world;
 }
 
+CLI::Option* add_canvas_size_option(CLI::App* cmd, int64_t& size, const std::string& what) {
+  return cmd
+      ->add_option("--size", size, "square canvas of " + what + " in pixels, a multiple of 8 (default: the model's size)")
+      ->check(CLI::Range(0, 1024) & CLI::Validator(
+                                         [](std::string& v) {
+                                           return std::stoll(v) % 8 == 0 ? std::string() : v + " is not a multiple of 8";
+                                         },
+                                         "multiple of 8"))
+      ->capture_default_str();
+}
+
 }  // namespace sine

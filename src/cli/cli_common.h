@@ -53,6 +53,10 @@ class SamplingProgress {
 // OUT.png for a single image, OUT_<index>.png when a batch writes `count` > 1 images.
 std::string batch_output_path(const std::string& output, int64_t index, int64_t count);
 
+// --size of the world benches: a square canvas in pixels, 0 (the default) = the model's size;
+// anything but 0 or a multiple of 8 up to 1024 is refused by the parser.
+CLI::Option* add_canvas_size_option(CLI::App* cmd, int64_t& size, const std::string& what);
+
 // `sine world ...`: created by whichever command registers under it first.
 CLI::App* world_command(CLI::App& app);
 

@@ -216,11 +216,7 @@ void register_insert(CLI::App& app) {
         ->capture_default_str();
     cmd->add_flag("--textured-backgrounds", c.textured_backgrounds,
                   "sources on checkered, striped, dotted and noisy backgrounds");
-    cmd->add_option("--size", c.size, "square canvas in pixels, a multiple of 8 (default: the model's size)")
-        ->check(CLI::Range(0, 1024) & CLI::Validator([](std::string& v) {
-                  return std::stoll(v) % 8 == 0 ? std::string() : v + " is not a multiple of 8";
-                }, "multiple of 8"))
-        ->capture_default_str();
+    add_canvas_size_option(cmd, c.size, "the sources and samples");
     cmd->add_option("-o,--output", c.output_dir, "folder for grids, sources and bench.json");
     on_run(cmd, [f] { run_bench(*f); });
   }

@@ -211,12 +211,10 @@ void register_bench_specref(CLI::App& app) {
                 "references on checkered, striped, dotted or noisy backgrounds (the paper's Fig. 4 leak)");
   cmd->add_flag("--unnamed-appearance", o.unnamed_appearance,
                 "the target prompt names only the reference object's shape: color and pattern come from the reference");
-  cmd->add_option("--size", o.size, "square canvas of the pairs in pixels, a multiple of 8 (default: the model's size)");
+  add_canvas_size_option(cmd, o.size, "the pairs");
   cmd->add_option("-o,--output", o.output, "folder for per-pair grids and summary.json");
   on_run(cmd, [b] {
     if (b->second.pairs < 1) throw Error("--pairs must be at least 1");
-    if (b->second.size < 0 || b->second.size % 8 != 0 || b->second.size > 1024)
-      throw Error("--size: " + std::to_string(b->second.size) + " is not a multiple of 8 between 8 and 1024 (or 0)");
     if (b->second.steps < 2) throw Error("--steps must be at least 2");
     Pipeline pipe = load_pipeline(b->first);
     auto report = eval::run_specref_bench(pipe, b->second);

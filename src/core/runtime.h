@@ -12,7 +12,8 @@ void init_threads(int threads = 0);
 // LibTorch's OpenMP threads; with both at two threads their idle workers spin against each other.
 // Measured on 2 cores (docs/performance.md): the shapes fine-tune ran 3x slower with --threads 2 than
 // with 1, SD 1.5's UNet forward no faster. One BLAS thread per caller, with LibTorch's OpenMP threads
-// doing the parallel work, is faster in both (fp32 UNet 1.39x, shapes fine-tune 2.9x). Does nothing
+// doing the parallel work, is faster in both (fp32 CFG step 1.09x at 512², 1.38x at 256²; shapes
+// fine-tune 3.2x). Does nothing
 // when OPENBLAS_NUM_THREADS is set or when OpenBLAS is not loaded.
 void single_thread_blas();
 

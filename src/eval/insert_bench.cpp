@@ -480,7 +480,7 @@ nlohmann::json run_insert_bench(Pipeline& pipeline, const InsertBenchConfig& cfg
       throw Error("variants: unknown variant '" + v + "' (known: " + insert_bench_variant_list() + ")");
   if (!cfg.output_dir.empty()) std::filesystem::create_directories(cfg.output_dir);
 
-  const Sources src = render_sources(cfg, cfg.size > 0 ? cfg.size : pipeline.native_size());
+  const Sources src = render_sources(cfg, pipeline.canvas(cfg.size, cfg.size).first);
   const size_t N = src.concepts.size();
   Learned learned = learn_concepts(pipeline, cfg, src);
 

@@ -239,7 +239,7 @@ struct PairResult {
 };
 
 PairResult run_pair(Pipeline& pipe, const SpecRefBenchOptions& o, int64_t k) {
-  const int64_t size = o.size > 0 ? o.size : pipe.native_size();
+  const int64_t size = pipe.canvas(o.size, o.size).first;
   InversionOptions inv;
   inv.steps = o.steps;
   inv.ddim = DDIMConfig::null_text_inversion();

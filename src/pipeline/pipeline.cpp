@@ -157,6 +157,16 @@ Pipeline::Pipeline(StableDiffusion model, std::shared_ptr<ClipTokenizer> tokeniz
 int64_t Pipeline::vae_factor() const { return config().vae.downsample_factor(); }
 int64_t Pipeline::native_size() const { return config().unet.sample_size * vae_factor(); }
 
+std::pair<int64_t, int64_t> Pipeline::canvas(int64_t height, int64_t width) const {
+  if (height <= 0) height = native_size();
+  if (width <= 0) width = native_size();
+  const int64_t f = vae_factor();
+  if (height % f || width % f)
+    throw Error(std::string(width % f ? "width" : "height") + ": must be a multiple of " + std::to_string(f) + " (got " +
+                std::to_string(width) + "x" + std::to_string(height) + ")");
+  return {height, width};
+}
+
 torch::Tensor Pipeline::tokenize(const std::string& prompt) const {
   return tokenizer_->encode_batch({prompt}, config().text.context_length).to(device_);
 }
@@ -342,12 +352,8 @@ void GenerateOptions::validate() const {
 torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   o.validate();
-  int64_t height = o.height > 0 ? o.height : native_size();
-  int64_t width = o.width > 0 ? o.width : native_size();
-  const int64_t f = vae_factor();
-  if (height % f || width % f)
-    throw Error(std::string(width % f ? "width" : "height") + ": must be a multiple of " + std::to_string(f) + " (got " +
-                std::to_string(width) + "x" + std::to_string(height) + ")");
+  const std::pair<int64_t, int64_t> size = canvas(o.height, o.width);
+  const int64_t height = size.first, width = size.second, f = vae_factor();
   if (o.clip_skip > config().text.layers)
     throw Error("clip_skip: the text encoder has " + std::to_string(config().text.layers) + " layers (got " +
                 std::to_string(o.clip_skip) + ")");

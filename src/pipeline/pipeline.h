@@ -96,6 +96,9 @@ class Pipeline {
   const std::string& source() const { return source_; }
   int64_t native_size() const;       // pixels, e.g. 512 for SD 1.5
   int64_t vae_factor() const;        // 8 for SD 1.x
+  // {height, width} in pixels, 0 meaning native_size(); throws "width: must be a multiple of F
+  // (got WxH)" (or height) where a side is not a multiple of the VAE factor F.
+  std::pair<int64_t, int64_t> canvas(int64_t height, int64_t width) const;
 
   torch::Tensor tokenize(const std::string& prompt) const;                 // I64 [1,77] on device
   torch::Tensor encode_prompt(const std::string& prompt, int64_t clip_skip = 1);  // [1,77,C]

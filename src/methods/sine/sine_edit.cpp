@@ -34,13 +34,9 @@ torch::Tensor sine_edit_latents(Pipeline& pretrained, const std::vector<SineBran
                                 const SineEditConfig& c, const StepCallback& on_step) {
   torch::NoGradGuard no_grad;
   const int64_t f = pretrained.vae_factor();
-  const int64_t height = c.height > 0 ? c.height : pretrained.native_size();
-  const int64_t width = c.width > 0 ? c.width : pretrained.native_size();
-  if (width < 0 || width > 65536) throw Error("width: must be in [0, 65536] (got " + std::to_string(width) + ")");
-  if (height < 0 || height > 65536) throw Error("height: must be in [0, 65536] (got " + std::to_string(height) + ")");
-  if (height % f || width % f)
-    throw Error(std::string(width % f ? "width" : "height") + ": must be a multiple of the VAE factor " +
-                std::to_string(f) + " (got " + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (c.width > 65536) throw Error("width: must be in [0, 65536] (got " + std::to_string(c.width) + ")");
+  if (c.height > 65536) throw Error("height: must be in [0, 65536] (got " + std::to_string(c.height) + ")");
+  const auto [height, width] = pretrained.canvas(c.height, c.width);
   if (!c.force)  // every branch runs the UNet on a batch of one, one after another
     check_fits(estimate_generation_memory(pretrained.config(), pretrained.dtype(), height, width, 1, compat::has_sdpa),
                pretrained.device(), "width: an image of " + std::to_string(width) + "x" + std::to_string(height));

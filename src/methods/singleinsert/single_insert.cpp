@@ -493,9 +493,7 @@ std::vector<torch::Tensor> generate_batch_with_concepts(Pipeline& pipeline, cons
   if (steps < 1) throw Error("steps: must be at least 1 (got " + std::to_string(steps) + ")");
   const int64_t n = static_cast<int64_t>(prompts.size());
   const int64_t f = pipeline.vae_factor();
-  if (size <= 0) size = pipeline.native_size();
-  if (size % f != 0)
-    throw Error("size: " + std::to_string(size) + " px is not a multiple of the VAE factor " + std::to_string(f));
+  size = pipeline.canvas(size, size).first;
   std::vector<torch::Tensor> conds, noises;
   for (int64_t i = 0; i < n; ++i) {
     conds.push_back(encode_concept_prompt(pipeline, prompts[i], concepts));
