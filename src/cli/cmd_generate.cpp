@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "cli/cli_common.h"
 #include "core/error.h"
@@ -54,9 +55,18 @@ void run_generate(GenerateFlags& f) {
   f.gen.sampler = canonical_sampler_name(f.sampler);
   f.gen.schedule = parse_sigma_schedule(f.scheduler);
   f.gen.prompt_syntax = !f.no_prompt_syntax;
-  Pipeline pipe = load_pipeline(f.model);
-  PromptLoras loras(pipe.model(), f.lora_dir);
-  f.gen.apply_loras = loras.callback();
+  // Each network is read from the file when first used, so with release_after_use (the last image)
+  // the peak is about the UNet alone, not the three networks (docs/performance.md).
+  LoadOptions load = load_options(f.model);
+  load.defer_weights = true;
+  Pipeline pipe = Pipeline::load(load);
+  // Made at the first <lora:...> tag, when generate has loaded every network.
+  std::optional<PromptLoras> loras;
+  f.gen.apply_loras = [&](const std::vector<LoraReference>& tags) {
+    if (!loras && tags.empty()) return;
+    if (!loras) loras.emplace(pipe.model(), f.lora_dir);
+    loras->apply(tags);
+  };
   const std::string mode = f.gen.init_image.defined() ? "img2img" : "txt2img";
   for (int64_t b = 0; b < f.batch_count; ++b) {
     GenerateOptions o = f.gen;

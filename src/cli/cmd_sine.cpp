@@ -52,6 +52,8 @@ struct FinetuneFlags {
   double recon_weight = 1.0;
   std::string grid_interp = "bilinear";
   bool grad_checkpointing = false;
+  bool no_master_weights = false;
+  std::string optimizer_state = "fp32";
   int64_t lora = 0;
   uint64_t seed = 23;
   std::string checkpoint;
@@ -77,6 +79,8 @@ void run_finetune(FinetuneFlags& f) {
   c.grid_interpolation = parse_grid_interpolation(f.grid_interp);
   c.recon_weight = f.recon_weight;
   c.gradient_checkpointing = f.grad_checkpointing;
+  c.master_weights = !f.no_master_weights;
+  c.optimizer_state = parse_optimizer_state_dtype(f.optimizer_state, "--optimizer-state");
   c.lora_rank = f.lora;
   c.seed = f.seed;
   if (!fs::exists(f.image)) throw Error("-i " + f.image + ": file does not exist");
@@ -264,6 +268,12 @@ void register_sine(CLI::App& app) {
     cmd->add_option("--grid-interp", f->grid_interp, "positional grid interpolation: bilinear (align_corners) or nearest")
         ->capture_default_str();
     cmd->add_flag("--grad-checkpointing", f->grad_checkpointing, "gradient checkpointing of the UNet (less memory, slower)");
+    cmd->add_option("--optimizer-state", f->optimizer_state,
+                    "AdamW moments in fp32 or bf16 (stochastically rounded; half the memory)")
+        ->capture_default_str();
+    cmd->add_flag("--no-master-weights", f->no_master_weights,
+                  "with --dtype bf16/fp16: update the low-precision weights directly instead of fp32 masters "
+                  "(less memory; updates below the dtype's step are lost)");
     cmd->add_option("--lora", f->lora, "train LoRA adapters of this rank (UNet + text attention) instead of all weights");
     cmd->add_option("-s,--seed", f->seed, "seed of crops, posterior samples, timesteps and noise")->capture_default_str();
     cmd->add_option("--checkpoint", f->checkpoint, "resumable checkpoint (default: OUTPUT.ckpt); a rerun resumes it");

@@ -6,6 +6,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/runtime.h"
 #include "core/torch_compat.h"
 #include "core/validate.h"
@@ -21,6 +22,7 @@
 #include "models/weights.h"
 #include "pipeline/pipeline.h"
 #include "tokenizer/bpe_trainer.h"
+#include "train/trainer.h"
 
 namespace sine {
 
@@ -121,6 +123,13 @@ void BenchContext::time_inference() {
     char note[64];
     std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
     report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
+    // The same forward with NHWC convolutions and activations (UNetModelImpl::set_channels_last).
+    unet->set_channels_last(true);
+    report.begin();
+    auto nhwc = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });
+    unet->set_channels_last(false);
+    std::snprintf(note, sizeof note, "%.2fx the default layout's speed", fused.mean / nhwc.mean);
+    report.add("UNet forward (channels-last)", square(f.batch, f.latent), nhwc, note);
   }
   DDIMScheduler scheduler(DDIMConfig::stable_diffusion(), 50);
   auto latents = torch::randn({1, config.unet.in_channels, f.latent, f.latent}, opts);
@@ -166,20 +175,39 @@ void BenchContext::time_training() {
   auto ct = torch::randn({1, ctx_len, config.unet.context_dim}, opts);
   auto noise = torch::randn_like(xt);
   {
-    torch::optim::AdamW opt(unet->parameters(), torch::optim::AdamWOptions(1e-6));
-    auto train_step = [&] {
-      opt.zero_grad();
-      auto loss = epsilon_loss(unet->forward(xt, tt, ct), noise);
-      loss.backward();
-      opt.step();
-    };
-    for (bool ckpt : {false, true}) {
-      unet->set_gradient_checkpointing(ckpt);
-      report.begin();
-      report.add(ckpt ? "training step, full (ckpt)" : "training step, full", tshape,
-                 time_it(device, f.repeat, train_step), ckpt ? "fwd+bwd+AdamW, gradient checkpointing" : "fwd+bwd+AdamW");
+    // What `sine finetune` runs: the project's Trainer, with fp32 master weights when the model is
+    // bf16/fp16, AdamW moments in fp32 and (with checkpointing) in bf16.
+    const bool progress = progress_enabled();
+    set_progress_enabled(false);
+    for (auto state : {torch::kFloat32, torch::kBFloat16}) {
+      NamedTensors params;
+      for (const auto& item : unet->named_parameters()) params.emplace_back(item.key(), item.value());
+      TrainConfig tc;
+      tc.steps = int64_t{1} << 40;
+      tc.lr = 1e-6;
+      tc.grad_clip = 0;
+      tc.optimizer_state = state;
+      tc.label = "bench";
+      Trainer trainer(params, tc);
+      const LossFunction loss = [&](int64_t, torch::Generator&) {
+        return epsilon_loss(unet->forward(xt, tt, ct).to(torch::kFloat32), noise.to(torch::kFloat32));
+      };
+      auto train_step = [&] { trainer.run(loss, trainer.step() + 1); };
+      char note[160];
+      std::snprintf(note, sizeof note, "fwd+bwd+AdamW; masters + moments %.2f GB (%s state)",
+                    static_cast<double>(trainer.optimizer_bytes()) / 1e9, state == torch::kFloat32 ? "fp32" : "bf16");
+      for (bool ckpt : {false, true}) {
+        if (state != torch::kFloat32 && !ckpt) continue;
+        unet->set_gradient_checkpointing(ckpt);
+        std::string what = ckpt ? "training step, full (ckpt)" : "training step, full";
+        if (state != torch::kFloat32) what = "training step, full (ckpt, bf16 state)";
+        report.begin();
+        report.add(what, tshape, time_it(device, f.repeat, train_step),
+                   std::string(note) + (ckpt ? ", gradient checkpointing" : ""));
+      }
+      unet->set_gradient_checkpointing(false);
     }
-    unet->set_gradient_checkpointing(false);
+    set_progress_enabled(progress);
   }
   if (f.lora_rank > 0) {
     for (auto& p : unet->parameters()) p.set_requires_grad(false);

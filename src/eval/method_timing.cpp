@@ -117,18 +117,20 @@ class ModelState {
 
 // SINE stage 1, whole image at the model's size: full (every UNet and text-encoder weight, with
 // gradient checkpointing) when lora_rank is 0, else LoRA adapters only.
-MethodTiming sine_finetune_row(Pipeline& pipeline, int64_t lora_rank, int64_t steps) {
+MethodTiming sine_finetune_row(Pipeline& pipeline, int64_t lora_rank, int64_t steps,
+                               torch::ScalarType optimizer_state = torch::kFloat32) {
   const bool lora = lora_rank > 0;
   const SineStepTiming t = time_sine_finetune(pipeline, SineMode::Whole, lora_rank, /*checkpointing=*/!lora, steps,
-                                              SineFinetuneConfig{}.lr);
+                                              SineFinetuneConfig{}.lr, optimizer_state);
   MethodTiming r;
   r.what = lora ? "SINE fine-tune step (LoRA r" + std::to_string(lora_rank) + ")"
-                : "SINE fine-tune step (full, grad ckpt)";
+                : std::string("SINE fine-tune step (full, grad ckpt") +
+                      (optimizer_state == torch::kBFloat16 ? ", bf16 AdamW state)" : ")");
   r.seconds = t.seconds_per_step;
   r.peak_gb = t.peak_memory_gb;
   r.note = t.label + " at " + px(pipeline.native_size()) + ": s/step over " + std::to_string(steps) +
            " steps after 2 warm-up; " + num(static_cast<double>(t.trainable) / 1e6, 2) + "M trainable, " +
-           num(t.state_gb, 2) + " GB fp32 weights+grads+AdamW";
+           num(t.state_gb, 2) + " GB weights+grads+masters+AdamW";
   return r;
 }
 
@@ -245,6 +247,8 @@ std::vector<MethodTiming> time_methods(Pipeline& pipeline, const MethodTimingOpt
   std::vector<MethodTiming> rows;
   ModelState state(pipeline.model());
   rows.push_back(sine_finetune_row(pipeline, 0, o.steps));
+  state.restore();
+  rows.push_back(sine_finetune_row(pipeline, 0, o.steps, torch::kBFloat16));
   state.restore();
   rows.push_back(sine_finetune_row(pipeline, o.lora_rank, o.steps));
   state.restore();

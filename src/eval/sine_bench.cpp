@@ -508,7 +508,7 @@ nlohmann::json report(BenchTally& t, const std::vector<SineStepTiming>& timings,
 }  // namespace
 
 SineStepTiming time_sine_finetune(Pipeline& pipeline, SineMode mode, int64_t lora_rank, bool checkpointing,
-                                  int64_t steps, double lr) {
+                                  int64_t steps, double lr, torch::ScalarType optimizer_state) {
   [[maybe_unused]] const torch::Device device = pipeline.device();
   const int64_t size = pipeline.native_size();
   torch::manual_seed(0);
@@ -520,12 +520,17 @@ SineStepTiming time_sine_finetune(Pipeline& pipeline, SineMode mode, int64_t lor
   c.lr = lr;
   c.lora_rank = lora_rank;
   c.gradient_checkpointing = checkpointing;
+  c.optimizer_state = optimizer_state;
   SineFinetuner ft(pipeline, image, c);
   SineStepTiming r;
   r.label = std::string(lora_rank > 0 ? "LoRA r" + std::to_string(lora_rank) : "full") + ", " + sine_mode_name(mode) +
-            (checkpointing ? ", grad ckpt" : "");
-  for (const auto& [name, p] : ft.trained_parameters()) r.trainable += p.numel();
-  r.state_gb = static_cast<double>(r.trainable) * 4.0 * 4.0 / 1e9;
+            (checkpointing ? ", grad ckpt" : "") + (optimizer_state == torch::kBFloat16 ? ", bf16 state" : "");
+  int64_t bytes = ft.trainer().optimizer_bytes();
+  for (const auto& [name, p] : ft.trained_parameters()) {
+    r.trainable += p.numel();
+    bytes += 2 * p.numel() * static_cast<int64_t>(p.element_size());  // the weight and its gradient
+  }
+  r.state_gb = static_cast<double>(bytes) / 1e9;
   const bool was = progress_enabled();
   set_progress_enabled(false);
   ft.train(2);  // warm-up (allocations, AdamW state)

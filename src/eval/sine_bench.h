@@ -47,10 +47,11 @@ struct SineStepTiming {
   std::string label;
   double seconds_per_step = 0;
   double peak_memory_gb = 0;   // CUDA: allocator peak during the steps; CPU: process peak RSS so far
-  double state_gb = 0;         // trainable weights + gradients + AdamW moments (fp32), exact
+  double state_gb = 0;         // trainable weights + gradients (model dtype) + fp32 masters + AdamW moments, exact
   int64_t trainable = 0;
 };
 SineStepTiming time_sine_finetune(Pipeline& pipeline, SineMode mode, int64_t lora_rank, bool checkpointing,
-                                  int64_t steps, double lr = 1e-4);
+                                  int64_t steps, double lr = 1e-4,
+                                  torch::ScalarType optimizer_state = torch::kFloat32);
 
 }  // namespace sine

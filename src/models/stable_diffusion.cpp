@@ -10,10 +10,13 @@ TORCH_MODULE(NamedHolder);
 
 }  // namespace
 
-StableDiffusionImpl::StableDiffusionImpl(const ModelConfig& cfg) : config(cfg) {
+StableDiffusionImpl::StableDiffusionImpl(const ModelConfig& cfg, const OnBuilt& on_built) : config(cfg) {
   unet = UNetModel(cfg.unet);
+  if (on_built) on_built(*unet, kUNetPrefix);
   vae = AutoencoderKL(cfg.vae);
+  if (on_built) on_built(*vae, kVAEPrefix);
   text_encoder = CLIPTextModel(cfg.text);
+  if (on_built) on_built(*text_encoder, kTextPrefix);
   auto model = register_module("model", NamedHolder());
   model->register_module("diffusion_model", unet);
   register_module("first_stage_model", vae);

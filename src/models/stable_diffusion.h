@@ -1,6 +1,9 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <string>
+
 #include "models/clip_text.h"
 #include "models/config.h"
 #include "models/unet.h"
@@ -12,7 +15,10 @@ namespace sine {
 // the checkpoint keys: model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*.
 class StableDiffusionImpl : public torch::nn::Module {
  public:
-  explicit StableDiffusionImpl(const ModelConfig& config);
+  // Called with each network and its checkpoint prefix as soon as it is built, before the next one
+  // is: a loader that frees a network's random weights there holds one network at a time.
+  using OnBuilt = std::function<void(torch::nn::Module& network, const std::string& prefix)>;
+  explicit StableDiffusionImpl(const ModelConfig& config, const OnBuilt& on_built = {});
 
   ModelConfig config;
   UNetModel unet{nullptr};

@@ -187,7 +187,7 @@ torch::Tensor UNetModelImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto emb = time_embed->forward(t_emb);
   tap("time_embedding", emb);
 
-  auto h = conv_in_(x);
+  auto h = conv_in_(channels_last_ ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
   if (conv_in_addition.defined()) {
     const auto& a = conv_in_addition;
     if (a.dim() != 4 || (a.size(0) != batch && a.size(0) != 1) || a.sizes().slice(1) != h.sizes().slice(1))
@@ -229,7 +229,15 @@ torch::Tensor UNetModelImpl::forward(const torch::Tensor& x, const torch::Tensor
   // A tap may keep the normalised tensor, so it is not overwritten in place then.
   h = out_conv_(tap_ ? torch::silu(h) : silu_on_temporary(h));
   tap("conv_out", h);
-  return h;
+  return channels_last_ ? h.contiguous() : h;
+}
+
+void UNetModelImpl::set_channels_last(bool on) {
+  torch::NoGradGuard no_grad;
+  const auto format = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  for (auto& p : parameters())
+    if (p.dim() == 4 && p.numel() > 0) p.set_data(p.contiguous(format));
+  channels_last_ = on;
 }
 
 }  // namespace sine

@@ -72,6 +72,11 @@ class UNetModelImpl : public torch::nn::Module {
   bool gradient_checkpointing() const { return config_.use_checkpoint; }
   // Debug tap on intermediates (empty = none).
   void set_tap(UNetTap tap) { tap_ = std::move(tap); }
+  // Channels-last (NHWC) memory for the convolution weights (converted here) and the activations
+  // (the input is converted in forward): oneDNN's and cuDNN's preferred layout, and a transformer's
+  // tokens [B, HW, C] are then a view instead of a copy. The output is NCHW-contiguous either way.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
 
   const UNetConfig& config() const { return config_; }
 
@@ -91,6 +96,7 @@ class UNetModelImpl : public torch::nn::Module {
   AttentionCall call_;
   int64_t num_attention_layers_ = 0;
   UNetTap tap_;
+  bool channels_last_ = false;
 };
 TORCH_MODULE(UNetModel);
 

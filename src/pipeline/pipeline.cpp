@@ -15,6 +15,7 @@
 #include "io/model_hash.h"
 #include "models/unet_graph.h"
 #include "models/weights.h"
+#include "pipeline/deferred_networks.h"
 #include "pipeline/memory_estimate.h"
 #include "core/torch_compat.h"
 
@@ -121,20 +122,29 @@ torch::Tensor latent_mask(const torch::Tensor& mask, const torch::Tensor& init_i
 
 }  // namespace
 
+namespace {
+
+// Built in the asked dtype on the CPU (a random init LibTorch lacks for that dtype falls back to
+// fp32), so the peak is one model in that dtype, not an fp32 one and its conversion.
+StableDiffusion build_model(const ModelConfig& config, torch::ScalarType dtype,
+                            const StableDiffusionImpl::OnBuilt& on_built = {}) {
+  try {
+    ScopedDefaultDtype build_in(dtype);
+    return StableDiffusion(config, on_built);
+  } catch (const c10::Error&) {
+    return StableDiffusion(config, on_built);
+  }
+}
+
+}  // namespace
+
 StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
   const std::string path = resolve_model_path(options);
   CheckpointData ckpt = load_checkpoint(path, parse_config_flag(options.config_json));
-  // Peak memory is one model in the asked dtype: built in that dtype on the CPU, moved to the
-  // device while its weights are still the random ones, then filled one tensor at a time from the
-  // memory map (whose pages are handed back as it goes).
-  StableDiffusion model = [&] {
-    try {
-      ScopedDefaultDtype build_in(options.dtype);
-      return StableDiffusion(ckpt.config);
-    } catch (const c10::Error&) {  // a random init this LibTorch lacks for the dtype on the CPU
-      return StableDiffusion(ckpt.config);
-    }
-  }();
+  // Peak memory is one model in the asked dtype: moved to the device while its weights are still
+  // the random ones, then filled one tensor at a time from the memory map (whose pages are handed
+  // back as it goes).
+  StableDiffusion model = build_model(ckpt.config, options.dtype);
   model->to(options.device, options.dtype);
   take_module_weights(*model, ckpt.tensors, "", path);
   model->eval();
@@ -144,15 +154,65 @@ StableDiffusion load_model(const LoadOptions& options, CheckpointData* info) {
 
 Pipeline Pipeline::load(const LoadOptions& options) {
   const std::string path = resolve_model_path(options);
-  CheckpointData info;
-  StableDiffusion model = load_model(options, &info);
-  auto tokenizer = find_tokenizer(path, options.tokenizer, info.metadata);
-  return Pipeline(model, tokenizer, options.device, options.dtype, path);
+  if (!options.defer_weights) {
+    CheckpointData info;
+    StableDiffusion model = load_model(options, &info);
+    auto tokenizer = find_tokenizer(path, options.tokenizer, info.metadata);
+    return Pipeline(model, tokenizer, options.device, options.dtype, path);
+  }
+  // Each network checked and freed as soon as it is built: the peak while building is the largest
+  // network's random init, and loading waits for first use.
+  auto deferred = std::make_shared<DeferredNetworks>(load_checkpoint(path, parse_config_flag(options.config_json)));
+  StableDiffusion model = build_model(deferred->checkpoint().config, options.dtype,
+                                      [&](torch::nn::Module& network, const std::string& prefix) {
+                                        deferred->defer(network, prefix);
+                                      });
+  model->to(options.device, options.dtype);
+  model->eval();
+  auto tokenizer = find_tokenizer(path, options.tokenizer, deferred->checkpoint().metadata);
+  Pipeline pipeline(model, tokenizer, options.device, options.dtype, path);
+  pipeline.deferred_ = std::move(deferred);
+  return pipeline;
 }
 
 Pipeline::Pipeline(StableDiffusion model, std::shared_ptr<ClipTokenizer> tokenizer, torch::Device device,
                    torch::ScalarType dtype, std::string source)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), device_(device), dtype_(dtype), source_(std::move(source)) {}
+
+StableDiffusion& Pipeline::model() {
+  if (deferred_) {
+    text_encoder();
+    unet();
+    vae();
+  }
+  return model_;
+}
+
+int64_t Pipeline::deferred_networks() const { return deferred_ ? deferred_->size() : 0; }
+
+CLIPTextModel& Pipeline::text_encoder() {
+  if (deferred_) {
+    deferred_->materialize(*model_->text_encoder);
+    if (deferred_->empty()) deferred_.reset();
+  }
+  return model_->text_encoder;
+}
+
+UNetModel& Pipeline::unet() {
+  if (deferred_) {
+    deferred_->materialize(*model_->unet);
+    if (deferred_->empty()) deferred_.reset();
+  }
+  return model_->unet;
+}
+
+AutoencoderKL& Pipeline::vae() {
+  if (deferred_) {
+    deferred_->materialize(*model_->vae);
+    if (deferred_->empty()) deferred_.reset();
+  }
+  return model_->vae;
+}
 
 int64_t Pipeline::vae_factor() const { return config().vae.downsample_factor(); }
 int64_t Pipeline::native_size() const { return config().unet.sample_size * vae_factor(); }
@@ -173,7 +233,7 @@ torch::Tensor Pipeline::tokenize(const std::string& prompt) const {
 
 torch::Tensor Pipeline::encode_prompt(const std::string& prompt, int64_t clip_skip) {
   torch::NoGradGuard no_grad;
-  return model_->text_encoder->encode(tokenize(prompt), clip_skip).last_hidden_state;
+  return text_encoder()->encode(tokenize(prompt), clip_skip).last_hidden_state;
 }
 
 torch::Tensor Pipeline::encode_weighted_prompt(const std::string& prompt, int64_t clip_skip) {
@@ -189,7 +249,7 @@ torch::Tensor Pipeline::encode_weighted_prompt(const std::string& prompt, int64_
   std::vector<torch::Tensor> parts;
   for (const auto& chunk : chunks) {
     auto tokens = torch::tensor(chunk.tokens, torch::kLong).view({1, -1}).to(device_);
-    auto z = model_->text_encoder->encode(tokens, clip_skip).last_hidden_state;
+    auto z = text_encoder()->encode(tokens, clip_skip).last_hidden_state;
     auto weights = torch::tensor(chunk.multipliers, torch::kFloat64).view({1, -1});
     const bool plain = std::all_of(chunk.multipliers.begin(), chunk.multipliers.end(), [](double m) { return m == 1.0; });
     parts.push_back(plain ? z : apply_emphasis(z.to(torch::kFloat32), weights).to(z.scalar_type()));
@@ -200,7 +260,7 @@ torch::Tensor Pipeline::encode_weighted_prompt(const std::string& prompt, int64_
 torch::Tensor Pipeline::encode_image(const torch::Tensor& rgb_u8, std::optional<torch::Generator> generator) {
   torch::NoGradGuard no_grad;
   auto x = to_model_input(rgb_u8).to(device_, dtype_);
-  auto posterior = model_->vae->encode(x);
+  auto posterior = vae()->encode(x);
   auto z = generator ? posterior.sample(*generator) : posterior.mean;
   return z.to(torch::kFloat32) * config().vae.scaling_factor;
 }
@@ -208,13 +268,13 @@ torch::Tensor Pipeline::encode_image(const torch::Tensor& rgb_u8, std::optional<
 torch::Tensor Pipeline::decode_latents(const torch::Tensor& scaled_latents) {
   torch::NoGradGuard no_grad;
   auto z = (scaled_latents / config().vae.scaling_factor).to(device_, dtype_);
-  return model_->vae->decode(z).to(torch::kFloat32);
+  return vae()->decode(z).to(torch::kFloat32);
 }
 
 torch::Tensor Pipeline::predict_eps(const torch::Tensor& latents, const torch::Tensor& t, const torch::Tensor& context) {
   auto ts = t.is_floating_point() ? t.to(device_) : t.to(device_, torch::kLong);
   if (ts.dim() == 0) ts = ts.expand({latents.size(0)});
-  return model_->unet->forward(latents.to(device_, dtype_), ts, context.to(device_, dtype_)).to(torch::kFloat32);
+  return unet()->forward(latents.to(device_, dtype_), ts, context.to(device_, dtype_)).to(torch::kFloat32);
 }
 
 torch::Tensor Pipeline::predict_eps_cfg(const torch::Tensor& latents, double t, const torch::Tensor& uncond,
@@ -232,20 +292,20 @@ EpsFunction Pipeline::guided_eps(const torch::Tensor& uncond, const torch::Tenso
   // timesteps live on the host, so the loop has no device sync.
   const bool guided = scale != 1.0;
   const auto context = (guided ? torch::cat({uncond, cond}) : cond).to(device_, dtype_);
-  auto unet = model_->unet;
+  auto network = unet();
   const torch::Device device = device_;
   const torch::ScalarType dtype = dtype_;
   return [=](const torch::Tensor& x, double t, int64_t) mutable {
     auto xs = (guided ? torch::cat({x, x}) : x).to(device, dtype);
     auto ts = timestep_tensor(t, xs.size(0), device);
     torch::Tensor eps;
-    if (graph && UNetGraph::supported(unet, device)) {
-      if (!*graph) graph->emplace(unet, xs, ts, context);
+    if (graph && UNetGraph::supported(network, device)) {
+      if (!*graph) graph->emplace(network, xs, ts, context);
     }
     if (graph && *graph && (*graph)->matches(xs, ts, context)) {
       eps = (*graph)->forward(xs, ts, context).to(torch::kFloat32);
     } else {
-      eps = unet->forward(xs, ts, context).to(torch::kFloat32);
+      eps = network->forward(xs, ts, context).to(torch::kFloat32);
     }
     if (!guided) return eps;
     auto parts = eps.chunk(2);
@@ -284,6 +344,7 @@ GenerationParameters Pipeline::describe(const GenerateOptions& o, int64_t height
 
 Pipeline Pipeline::copy_denoiser() {
   if (released_) throw Error("pipeline: its weights were released after use");
+  model();  // every deferred network loaded
   StableDiffusion copy(model_->config);
   copy->vae = copy->replace_module("first_stage_model", model_->vae);
   copy->unet->to(device_, dtype_);
@@ -384,6 +445,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
     if (!loras.empty()) {
       if (!o.apply_loras)
         throw Error("prompt: <lora:" + loras[0].name + ">: no LoRA folder to load it from (--lora-dir)");
+      model();  // a deferred network is loaded before adapters are attached to it
       lora_scope.applied = true;
       o.apply_loras(loras);
     }
@@ -404,7 +466,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   }
   if (o.release_after_use) {
     released_ = true;
-    release_weights(*model_->text_encoder);
+    release_weights(*text_encoder());
   }
 
   SamplerConfig sampling;
@@ -414,7 +476,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   sampling.eta = o.eta;
   auto sampler = make_sampler(sampling);
   SampleLoopOptions loop;
-  loop.unet = model_->unet;
+  loop.unet = unet();
   loop.generator = generator;
   loop.on_step = on_step;
   loop.on_latents = o.on_latents;
@@ -469,7 +531,7 @@ torch::Tensor Pipeline::generate_latents(const GenerateOptions& o, const StepCal
   latents = sample(*sampler, latents, guided_eps(uncond, cond, o.cfg_scale, o.cuda_graph ? &graph : nullptr), loop);
   if (o.release_after_use) {
     graph.reset();
-    release_weights(*model_->unet);
+    release_weights(*unet());
   }
   return latents;
 }

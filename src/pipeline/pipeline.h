@@ -22,6 +22,10 @@ struct LoadOptions {
   std::string config_json;      // optional JSON (file or literal) overriding heads/groups/...
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat32;
+  // Each network's weights stay in the (memory-mapped) file until the pipeline first uses that
+  // network (pipeline/deferred_networks.h); keys and shapes are still checked at load. With
+  // GenerateOptions::release_after_use a txt2img then peaks at about one network, not three.
+  bool defer_weights = false;
 };
 
 // Inpainting: what the masked region starts from before it is re-noised, as A1111's "Masked
@@ -88,7 +92,10 @@ class Pipeline {
   Pipeline(StableDiffusion model, std::shared_ptr<ClipTokenizer> tokenizer, torch::Device device,
            torch::ScalarType dtype, std::string source);
 
-  StableDiffusion& model() { return model_; }
+  // The whole model (every deferred network is loaded first).
+  StableDiffusion& model();
+  // How many networks are still waiting in the file (LoadOptions::defer_weights), 0 to 3.
+  int64_t deferred_networks() const;
   const ModelConfig& config() const { return model_->config; }
   const ClipTokenizer& tokenizer() const { return *tokenizer_; }
   torch::Device device() const { return device_; }
@@ -140,7 +147,13 @@ class Pipeline {
   torch::Tensor randn(c10::IntArrayRef shape, torch::Generator& generator) const;  // fp32 on device
 
  private:
+  // The networks, each loaded from the file first if it was deferred.
+  CLIPTextModel& text_encoder();
+  UNetModel& unet();
+  AutoencoderKL& vae();
+
   StableDiffusion model_;
+  std::shared_ptr<class DeferredNetworks> deferred_;  // LoadOptions::defer_weights, until all are loaded
   std::shared_ptr<ClipTokenizer> tokenizer_;
   torch::Device device_;
   torch::ScalarType dtype_;

@@ -118,6 +118,9 @@ JobRunner MethodJobs::finetune(const nlohmann::json& params, nlohmann::json& sum
   const bool sd_size = pipeline_.config().unet.model_channels >= 320;
   c.lr = f.number("lr", sd_size ? 1e-6 : 1e-4, 1e-9, 1.0);
   c.lora_rank = f.integer("lora_rank", 0, 0, 256);
+  c.optimizer_state = as_field_error("params.optimizer_state", [&] {
+    return parse_optimizer_state_dtype(f.string("optimizer_state", "fp32"), "params.optimizer_state");
+  });
   c.seed = static_cast<uint64_t>(f.integer("seed", 23, 0, std::numeric_limits<int64_t>::max()));
   summary = {{"class_word", c.class_word},
              {"prompt", sine_training_prompt(c.prompt_template, c.class_word)},
@@ -125,6 +128,7 @@ JobRunner MethodJobs::finetune(const nlohmann::json& params, nlohmann::json& sum
              {"steps", c.steps},
              {"lr", c.lr},
              {"lora_rank", c.lora_rank},
+             {"optimizer_state", c.optimizer_state == torch::kBFloat16 ? "bf16" : "fp32"},
              {"seed", c.seed},
              {"image_size", {image.size(1), image.size(0)}}};
   LoadOptions base = base_;

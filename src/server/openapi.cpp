@@ -145,7 +145,7 @@ json openapi_document() {
       {"properties", {{"kind", {{"type", "string"}, {"enum", {"generate", "finetune", "edit", "insert-train", "insert-generate", "invert", "p2p", "specref"}}}},
                       {"params", {{"description",
                                    "generate: the txt2img fields, or img2img's with init_images. "
-                                   "finetune (SINE stage 1): image (base64), class_word, patch, steps, lr, lora_rank, "
+                                   "finetune (SINE stage 1): image (base64), class_word, patch, steps, lr, lora_rank, optimizer_state (fp32 | bf16), "
                                    "seed, prompt_template; result.finetune is the artefact id. "
                                    "edit (SINE model-based guidance): finetune (artefact id), prompt, desc, K, v, "
                                    "cfg_scale, steps, width, height, seed, mode (sine | no-guidance | pretrained). "

@@ -7,7 +7,6 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <type_traits>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -30,20 +29,6 @@ const std::string kConfigMeta = "sine.trainer.config";
 const std::string kKindMeta = "sine.kind";
 const std::string kKind = "trainer_checkpoint";
 
-// LibTorch keys optimizer state by the parameter's TensorImpl: as a printed pointer in 1.x, as
-// the pointer itself in 2.x. The key type tells which.
-template <typename StateMap>
-typename StateMap::key_type state_key(const StateMap&, const torch::Tensor& param) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << param.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return static_cast<Key>(param.unsafeGetTensorImpl());
-  }
-}
-
 std::string shape_text(const torch::Tensor& t) { return c10::str(t.sizes()); }
 
 }  // namespace
@@ -61,7 +46,9 @@ nlohmann::json TrainConfig::to_json() const {
           {"seed", seed},
           {"label", label},
           {"warmup_steps", warmup_steps},
-          {"min_lr_ratio", min_lr_ratio}};
+          {"min_lr_ratio", min_lr_ratio},
+          {"master_weights", master_weights},
+          {"optimizer_state", optimizer_state == torch::kBFloat16 ? "bf16" : "fp32"}};
 }
 
 Trainer::Trainer(NamedTensors params, TrainConfig config)
@@ -70,22 +57,20 @@ Trainer::Trainer(NamedTensors params, TrainConfig config)
       generator_(at::make_generator<at::CPUGeneratorImpl>(config_.seed)) {
   if (params_.empty()) throw Error(config_.label + ": nothing to train (no parameters)");
   if (config_.lr <= 0) throw Error(config_.label + ": learning rate must be positive");
+  if (config_.optimizer_state != torch::kFloat32 && config_.optimizer_state != torch::kBFloat16)
+    throw Error(config_.label + ": optimizer state must be fp32 or bf16");
   std::set<std::string> names;
-  std::vector<torch::Tensor> tensors;
   for (auto& [name, p] : params_) {
     if (!names.insert(name).second) throw Error(config_.label + ": parameter '" + name + "' listed twice");
     if (!p.is_leaf()) throw Error(config_.label + ": parameter '" + name + "' is not a leaf tensor");
     if (!torch::isFloatingType(p.scalar_type()))
       throw Error(config_.label + ": parameter '" + name + "' is not floating point");
     p.requires_grad_(true);
-    tensors.push_back(p);
+    const bool low = p.scalar_type() != torch::kFloat32 && p.scalar_type() != torch::kFloat64;
+    masters_.emplace_back(name, config_.master_weights && low ? p.detach().to(torch::kFloat32).clone() : p);
   }
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      tensors, torch::optim::AdamWOptions(config_.lr)
-                   .betas({config_.beta1, config_.beta2})
-                   .eps(config_.eps)
-                   .weight_decay(config_.weight_decay));
-  if (config_.ema_decay > 0) ema_ = std::make_unique<ParameterEMA>(params_, config_.ema_decay);
+  states_.resize(params_.size());
+  if (config_.ema_decay > 0) ema_ = std::make_unique<ParameterEMA>(masters_, config_.ema_decay);
 }
 
 Trainer::~Trainer() = default;
@@ -104,18 +89,15 @@ double Trainer::lr_at(int64_t step) const {
 void Trainer::run(const LossFunction& loss_fn, int64_t stop_at) {
   const int64_t end = stop_at < 0 ? config_.steps : std::min(stop_at, config_.steps);
   if (step_ >= end) return;
-  std::vector<torch::Tensor> tensors;
-  for (const auto& [name, p] : params_) tensors.push_back(p);
   const bool checkpointing = !config_.checkpoint_path.empty();
   const int64_t window = std::max<int64_t>(1, config_.log_every);
 
   ProgressBar bar(config_.label, end - step_);
   const int64_t first = step_;
   while (step_ < end) {
-    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr_at(step_));
     // Gradients start undefined each step (not zero), so a parameter the loss did not reach is
-    // skipped by AdamW the same way in LibTorch 1.x and 2.x.
-    for (auto& p : tensors) p.mutable_grad() = torch::Tensor();
+    // skipped by AdamW, as torch.optim skips it.
+    for (auto& [name, p] : params_) p.mutable_grad() = torch::Tensor();
 
     torch::Tensor loss = loss_fn(step_, generator_);
     if (!loss.defined() || loss.numel() != 1)
@@ -127,9 +109,8 @@ void Trainer::run(const LossFunction& loss_fn, int64_t stop_at) {
     if (!loss.requires_grad())
       throw Error(config_.label + ": the loss does not depend on any trainable parameter");
     loss.backward();
-    if (config_.grad_clip > 0) last_grad_norm_ = torch::nn::utils::clip_grad_norm_(tensors, config_.grad_clip);
-    optimizer_->step();
-    if (ema_) ema_->update(params_, step_);
+    optimizer_step();
+    if (ema_) ema_->update(masters_, step_);
     losses_.push_back(value);
     ++step_;
 
@@ -147,18 +128,60 @@ void Trainer::run(const LossFunction& loss_fn, int64_t stop_at) {
   bar.finish();
 }
 
+void Trainer::optimizer_step() {
+  torch::NoGradGuard no_grad;
+  // torch::nn::utils::clip_grad_norm_'s arithmetic, with each norm taken in fp32 (one parameter's
+  // fp32 gradient at a time: a bf16 model never holds a second, fp32 set of gradients).
+  auto fp32 = [](const torch::Tensor& g) { return g.scalar_type() == torch::kFloat32 ? g : g.to(torch::kFloat32); };
+  torch::Tensor clip;
+  if (config_.grad_clip > 0) {
+    std::vector<torch::Tensor> norms;
+    for (auto& [name, p] : params_)
+      if (p.grad().defined()) norms.push_back(fp32(p.grad()).norm());
+    torch::Tensor total = norms.empty() ? torch::zeros({}) : torch::stack(norms).norm();
+    last_grad_norm_ = total.item<double>();
+    clip = torch::clamp_max(config_.grad_clip / (total + 1e-6), 1.0);
+  }
+  AdamWHyper hyper;
+  hyper.lr = lr_at(step_);
+  hyper.beta1 = config_.beta1;
+  hyper.beta2 = config_.beta2;
+  hyper.eps = config_.eps;
+  hyper.weight_decay = config_.weight_decay;
+  hyper.state_dtype = config_.optimizer_state;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    torch::Tensor& p = params_[i].second;
+    if (!p.grad().defined()) continue;
+    torch::Tensor grad = fp32(p.grad());
+    if (clip.defined()) grad.mul_(clip.to(grad.device()));
+    torch::Tensor& master = masters_[i].second;
+    const uint64_t rounding_seed = config_.seed * 0x9E3779B97F4A7C15ULL + i * 0x100000001ULL + states_[i].step;
+    adamw_step(master, grad, states_[i], hyper, rounding_seed);
+    if (!master.is_same(p)) p.copy_(master);
+  }
+}
+
+int64_t Trainer::optimizer_bytes() const {
+  int64_t bytes = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i].second;
+    if (!masters_[i].second.is_same(p)) bytes += p.numel() * 4;
+    bytes += p.numel() * adamw_state_bytes_per_element(config_.optimizer_state);
+  }
+  return bytes;
+}
+
 void Trainer::save_checkpoint(const std::string& path) const {
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> tensors;
-  const auto& state = optimizer_->state();
-  for (const auto& [name, p] : params_) {
-    tensors[kParam + name] = p.detach();
-    auto it = state.find(state_key(state, p));
-    if (it != state.end()) {
-      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-      tensors[kExpAvg + name] = s.exp_avg();
-      tensors[kExpAvgSq + name] = s.exp_avg_sq();
-      tensors[kAdamStep + name] = torch::tensor({s.step()}, torch::kInt64);
+  for (size_t i = 0; i < masters_.size(); ++i) {
+    const auto& [name, master] = masters_[i];
+    tensors[kParam + name] = master.detach();  // the fp32 master of a low-precision weight
+    const AdamWState& s = states_[i];
+    if (s.exp_avg.defined()) {
+      tensors[kExpAvg + name] = s.exp_avg;
+      tensors[kExpAvgSq + name] = s.exp_avg_sq;
+      tensors[kAdamStep + name] = torch::tensor({s.step}, torch::kInt64);
     }
   }
   if (ema_)
@@ -167,19 +190,6 @@ void Trainer::save_checkpoint(const std::string& path) const {
   tensors[kLosses] = torch::tensor(losses_, torch::kFloat64);
   save_safetensors(path, tensors,
                    {{kKindMeta, kKind}, {kStepMeta, std::to_string(step_)}, {kConfigMeta, config_.to_json().dump()}});
-}
-
-void Trainer::restore_optimizer_state(const std::string& name, const torch::Tensor& param, int64_t step,
-                                      const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq) {
-  if (!exp_avg.sizes().equals(param.sizes()) || !exp_avg_sq.sizes().equals(param.sizes()))
-    throw Error("AdamW state of '" + name + "' has shape " + shape_text(exp_avg) + ", parameter has " +
-                shape_text(param));
-  auto s = std::make_unique<torch::optim::AdamWParamState>();
-  s->step(step);
-  s->exp_avg(exp_avg.to(param.options()));
-  s->exp_avg_sq(exp_avg_sq.to(param.options()));
-  auto& state = optimizer_->state();
-  state[state_key(state, param)] = std::move(s);
 }
 
 bool Trainer::resume(const std::string& path) {
@@ -200,18 +210,28 @@ bool Trainer::resume(const std::string& path) {
                   "' that this training does not have (a checkpoint of another run?)");
 
   torch::NoGradGuard no_grad;
-  for (const auto& [name, p] : params_) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& [name, p] = params_[i];
+    torch::Tensor& master = masters_[i].second;
     if (!file.contains(kParam + name)) throw Error(path + ": checkpoint lacks parameter '" + name + "'");
     torch::Tensor saved = file.get(kParam + name);
     if (!saved.sizes().equals(p.sizes()))
       throw Error(path + ": parameter '" + name + "' has shape " + shape_text(saved) + " in the checkpoint, " +
                   shape_text(p) + " in the model");
-    p.copy_(saved);
+    master.copy_(saved);
+    if (!master.is_same(p)) p.copy_(master);
     if (file.contains(kExpAvg + name)) {
       if (!file.contains(kExpAvgSq + name) || !file.contains(kAdamStep + name))
         throw Error(path + ": incomplete AdamW state for '" + name + "'");
-      restore_optimizer_state(name, p, file.get(kAdamStep + name).item<int64_t>(), file.get(kExpAvg + name),
-                              file.get(kExpAvgSq + name));
+      torch::Tensor exp_avg = file.get(kExpAvg + name), exp_avg_sq = file.get(kExpAvgSq + name);
+      if (!exp_avg.sizes().equals(p.sizes()) || !exp_avg_sq.sizes().equals(p.sizes()))
+        throw Error(path + ": AdamW state of '" + name + "' has shape " + shape_text(exp_avg) + ", parameter has " +
+                    shape_text(p));
+      const auto options = master.options().dtype(
+          config_.optimizer_state == torch::kBFloat16 ? torch::kBFloat16 : master.scalar_type());
+      states_[i].step = file.get(kAdamStep + name).item<int64_t>();
+      states_[i].exp_avg = exp_avg.to(options).clone();
+      states_[i].exp_avg_sq = exp_avg_sq.to(options).clone();
     }
     if (ema_ && file.contains(kEma + name)) ema_->load(name, file.get(kEma + name));
   }

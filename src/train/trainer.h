@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "train/adamw.h"
 #include "train/ema.h"
 
 namespace sine {
@@ -26,6 +27,12 @@ struct TrainConfig {
   std::string label = "train";     // progress label
   int64_t warmup_steps = 0;        // linear learning-rate warmup
   double min_lr_ratio = 1.0;       // cosine decay to lr * min_lr_ratio after warmup; 1 = constant
+  // Mixed precision: a bf16/fp16 parameter is trained through an fp32 master copy (AdamW updates the
+  // master; the model's weight is the master rounded after each step), so updates smaller than the
+  // low-precision step are not lost. Off: low-precision weights are updated directly (an lr of 1e-6
+  // then leaves bf16 weights unchanged). fp32 parameters have no copy either way.
+  bool master_weights = true;
+  torch::ScalarType optimizer_state = torch::kFloat32;  // AdamW moments: fp32, or bf16 (train/adamw.h)
 
   nlohmann::json to_json() const;
 };
@@ -34,9 +41,9 @@ struct TrainConfig {
 // resumed run draws exactly what the uninterrupted one would have.
 using LossFunction = std::function<torch::Tensor(int64_t step, torch::Generator& gen)>;
 
-// The training loop every method of the project reuses: AdamW over named parameters with a
-// user-supplied loss, gradient clipping, optional EMA, a seeded generator for the loss's
-// randomness, and resumable checkpoints. Resuming restores parameters, AdamW moments and step
+// The training loop every method of the project reuses: AdamW (train/adamw.h) over named parameters
+// with a user-supplied loss, gradient clipping, optional EMA, fp32 master weights for bf16/fp16
+// parameters, a seeded generator for the loss's randomness, and resumable checkpoints. Resuming restores parameters, AdamW moments and step
 // counts, EMA, generator state, step and loss history, so an interrupted run continues bit for
 // bit as if it had not been interrupted.
 class Trainer {
@@ -57,6 +64,11 @@ class Trainer {
   int64_t step() const { return step_; }
   const TrainConfig& config() const { return config_; }
   const NamedTensors& parameters() const { return params_; }
+  // What AdamW updates: the fp32 masters of low-precision parameters, the parameters themselves
+  // otherwise (same names and order as parameters()).
+  const NamedTensors& master_parameters() const { return masters_; }
+  // Bytes the optimizer holds beside the model: fp32 masters and AdamW moments (gradients excluded).
+  int64_t optimizer_bytes() const;
   const std::vector<double>& loss_history() const { return losses_; }
   // L2 norm of the gradients before clipping, at the last step (0 before the first one).
   double last_grad_norm() const { return last_grad_norm_; }
@@ -66,12 +78,14 @@ class Trainer {
   const ParameterEMA* ema() const { return ema_.get(); }
 
  private:
-  void restore_optimizer_state(const std::string& name, const torch::Tensor& param, int64_t step,
-                               const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq);
+  // Clips the gradients (global L2 norm) and applies one AdamW update to every parameter that has
+  // one, then copies the masters back into the model.
+  void optimizer_step();
 
   NamedTensors params_;
+  NamedTensors masters_;
+  std::vector<AdamWState> states_;
   TrainConfig config_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<ParameterEMA> ema_;
   torch::Generator generator_;
   int64_t step_ = 0;

@@ -43,6 +43,27 @@ class SineCli : public ::testing::Test {
 Scratch* SineCli::scratch_ = nullptr;
 std::string SineCli::image_;
 
+// A bf16 model fine-tuned through fp32 masters with bf16 AdamW moments: the checkpoint keeps the
+// masters in fp32 (what a resume continues from) and the moments in bf16.
+TEST_F(SineCli, Bf16FinetuneKeepsFp32MastersAndBf16Moments) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no bundled model";
+  const std::string out = scratch_->path("bf16.safetensors");
+  auto r = scratch_->sine("finetune " + model() + "--dtype bf16 --optimizer-state bf16 -i " + quote(image_) +
+                          " --class picture --steps 2 -o " + quote(out));
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(fs::exists(out));
+  sine::SafeTensors ckpt = sine::SafeTensors::open(out + ".ckpt");
+  int64_t masters = 0, moments = 0;
+  for (const auto& key : ckpt.keys()) {
+    if (key.rfind("param.", 0) == 0) masters += ckpt.get(key).scalar_type() == torch::kFloat32;
+    if (key.rfind("adamw.exp_avg", 0) == 0) moments += ckpt.get(key).scalar_type() == torch::kBFloat16;
+  }
+  EXPECT_GT(masters, 100);
+  EXPECT_GT(moments, 200);
+  EXPECT_NE(sine::SafeTensors::open(out + ".ckpt").metadata().at("sine.trainer.config").find("\"optimizer_state\":\"bf16\""),
+            std::string::npos);
+}
+
 TEST_F(SineCli, FinetuneResumeEditAndSweep) {
   if (!fs::exists(kModel)) GTEST_SKIP() << "no bundled model";
   const std::string out = scratch_->path("patch.safetensors");

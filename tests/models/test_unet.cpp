@@ -52,6 +52,33 @@ TEST(UNet, TinyMatchesReferenceEps) {
   expect_close(unet(io.t["latent_b2"], io.t["timestep_b2"], io.t["context_b2"]), io.t["eps_b2"], "eps_b2");
 }
 
+// NHWC convolutions and activations give the reference ε too (and back to NCHW, the same again);
+// gradients flow through them.
+TEST(UNet, ChannelsLastMatchesReference) {
+  auto unet = load_tiny();
+  Io io;
+  unet->set_channels_last(true);
+  EXPECT_TRUE(unet->channels_last());
+  for (const auto& p : unet->parameters())
+    if (p.dim() == 4) EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast));
+  {
+    torch::NoGradGuard no_grad;
+    auto eps = unet(io.t["latent_b2"], io.t["timestep_b2"], io.t["context_b2"]);
+    EXPECT_TRUE(eps.is_contiguous());
+    expect_close(eps, io.t["eps_b2"], "eps_b2 (channels-last)");
+  }
+  auto x = io.t["latent"].clone().requires_grad_(true);
+  unet(x, io.t["timestep"], io.t["context"]).pow(2).mean().backward();
+  ASSERT_TRUE(x.grad().defined());
+  auto grad_nhwc = x.grad().clone();
+  unet->set_channels_last(false);
+  for (const auto& p : unet->parameters())
+    if (p.dim() == 4) EXPECT_TRUE(p.is_contiguous());
+  x.mutable_grad() = torch::Tensor();
+  unet(x, io.t["timestep"], io.t["context"]).pow(2).mean().backward();
+  expect_close(grad_nhwc, x.grad(), "input gradient (channels-last vs NCHW)", 1e-5);
+}
+
 TEST(UNet, TinyMatchesReferenceIntermediates) {
   torch::NoGradGuard no_grad;
   auto unet = load_tiny();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <limits>
 
 #include "core/error.h"
 #include "diffusion/ddim.h"
@@ -111,6 +112,87 @@ void check_txt2img(const LoadOptions& options) {
 TEST(Pipeline, Txt2ImgMatchesDiffusersFromSingleFile) { check_txt2img(single_file_options()); }
 
 TEST(Pipeline, Txt2ImgMatchesDiffusersFromDiffusersFolder) { check_txt2img(diffusers_options()); }
+
+LoadOptions deferred(LoadOptions o) {
+  o.defer_weights = true;
+  return o;
+}
+
+TEST(Pipeline, DeferredWeightsMatchDiffusersFromSingleFile) { check_txt2img(deferred(single_file_options())); }
+
+TEST(Pipeline, DeferredWeightsMatchDiffusersFromDiffusersFolder) { check_txt2img(deferred(diffusers_options())); }
+
+// Each network is read from the file when first used, and gives what a full load gives.
+TEST(Pipeline, DeferredWeightsLoadEachNetworkOnFirstUse) {
+  Fixture fx;
+  Pipeline full = Pipeline::load(single_file_options());
+  Pipeline lazy = Pipeline::load(deferred(single_file_options()));
+  EXPECT_EQ(full.deferred_networks(), 0);
+  EXPECT_EQ(lazy.deferred_networks(), 3);
+  EXPECT_TRUE(torch::equal(lazy.encode_prompt(kPrompt), full.encode_prompt(kPrompt)));
+  EXPECT_EQ(lazy.deferred_networks(), 2);  // UNet and VAE still in the file
+  GenerateOptions g = fixture_options(fx);
+  EXPECT_TRUE(torch::equal(lazy.generate_latents(g), full.generate_latents(g)));
+  EXPECT_EQ(lazy.deferred_networks(), 1);  // txt2img latents never touch the VAE
+  EXPECT_TRUE(torch::equal(lazy.decode_latents(fx.get("final_latents")), full.decode_latents(fx.get("final_latents"))));
+  EXPECT_EQ(lazy.deferred_networks(), 0);
+
+  // model() hands out the whole model, every network loaded.
+  Pipeline other = Pipeline::load(deferred(single_file_options()));
+  EXPECT_EQ(count_parameters(*other.model()), count_parameters(*full.model()));
+  EXPECT_EQ(other.deferred_networks(), 0);
+  for (const auto& [key, t] : module_state(*full.model(), ""))
+    EXPECT_TRUE(torch::equal(t, module_state(*other.model(), "").at(key))) << key;
+}
+
+// Deferring checks the file at load as a full load does: a wrong shape or a stray tensor is refused
+// before anything runs, naming the key.
+TEST(Pipeline, DeferredWeightsRejectABadFileAtLoad) {
+  auto tensors = load_safetensors(kTiny + "/tiny_sd15_original.safetensors");
+  const std::string dir = testing::TempDir();
+  auto expect_load_error = [&](const std::map<std::string, torch::Tensor>& file, const std::string& needle) {
+    const std::string path = dir + "/sine_deferred_bad.safetensors";
+    save_safetensors(path, file);
+    LoadOptions o = deferred(single_file_options());
+    o.model = path;
+    try {
+      Pipeline::load(o);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    std::remove(path.c_str());
+  };
+  auto reshaped = tensors;
+  const std::string key = "model.diffusion_model.out.2.bias";
+  ASSERT_TRUE(reshaped.count(key));
+  reshaped[key] = torch::zeros({reshaped[key].numel() + 1});
+  expect_load_error(reshaped, key);
+  auto stray = tensors;
+  stray["model.diffusion_model.extra_weight"] = torch::zeros({2});
+  expect_load_error(stray, "unexpected tensor 'model.diffusion_model.extra_weight'");
+}
+
+// Values are read at first use: a NaN weight is refused then, naming the key, before any output.
+TEST(Pipeline, DeferredWeightsRefuseANaNWeightAtFirstUse) {
+  auto tensors = load_safetensors(kTiny + "/tiny_sd15_original.safetensors");
+  const std::string key = "model.diffusion_model.out.2.weight";
+  tensors[key] = torch::full_like(tensors[key], std::numeric_limits<float>::quiet_NaN());
+  const std::string path = testing::TempDir() + "/sine_deferred_nan.safetensors";
+  save_safetensors(path, tensors);
+  LoadOptions o = deferred(single_file_options());
+  o.model = path;
+  Pipeline pipe = Pipeline::load(o);
+  pipe.encode_prompt(kPrompt);  // the text encoder is fine
+  Fixture fx;
+  try {
+    pipe.generate_latents(fixture_options(fx));
+    ADD_FAILURE() << "a NaN UNet weight was used";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + key + "' contains NaN"), std::string::npos) << e.what();
+  }
+  std::remove(path.c_str());
+}
 
 TEST(Pipeline, BothLayoutsLoadTheSameWeights) {
   Pipeline a = Pipeline::load(single_file_options());

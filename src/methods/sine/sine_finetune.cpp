@@ -93,6 +93,8 @@ SineFinetuner::SineFinetuner(Pipeline& pipeline, const torch::Tensor& image_u8, 
   tc.seed = config_.seed;
   tc.checkpoint_path = config_.checkpoint_path;
   tc.checkpoint_every = config_.checkpoint_every;
+  tc.master_weights = config_.master_weights;
+  tc.optimizer_state = config_.optimizer_state;
   tc.log_every = 10;
   tc.label = std::string("sine finetune (") + sine_mode_name(config_.mode) + ")";
   trainer_ = std::make_unique<Trainer>(std::move(params), tc);

@@ -34,6 +34,11 @@ struct SineFinetuneConfig {
   double recon_weight = 1.0;    // scale_recon_loss of the patch configs (0 in whole-image mode)
   uint64_t seed = 23;
   bool gradient_checkpointing = false;
+  // Mixed precision on a bf16/fp16 model: fp32 master weights (train/trainer.h); AdamW moments in
+  // fp32 or bf16 (stochastically rounded, train/adamw.h). A full SD 1.5 fine-tune holds per trainable
+  // weight 2 (bf16 weight) + 2 (grad) + 4 (master) + 8 or 4 (moments) bytes.
+  bool master_weights = true;
+  torch::ScalarType optimizer_state = torch::kFloat32;
   GridInterpolation grid_interpolation = GridInterpolation::Bilinear;
   int64_t grid_size = 0;        // 0: 2 × the training latent size
   double min_patch_fraction = 0.1;

@@ -1,0 +1,47 @@
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+
+// AdamW (Loshchilov & Hutter, decoupled weight decay) computed exactly as torch.optim.AdamW does
+// (same operations in the same order, so fp32 runs match it bit for bit), with the two things
+// LibTorch's optimizer lacks for training a large model in little memory:
+//  * the parameter it updates may be an fp32 master copy of a bf16/fp16 model weight (the Trainer
+//    keeps those), the gradient any floating dtype;
+//  * the moments may be stored in bf16. Rounding them to nearest would stall the second moment
+//    (v·0.999 rounds back to v: 1e-3 is below half a bf16 step), so they are updated in fp32 and
+//    rounded stochastically (unbiased: E[round(x)] = x), from a hash of the element index and a
+//    seed, which needs no generator state and gives a resumed run the same bits.
+namespace sine {
+
+struct AdamWHyper {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 1e-2;
+  torch::ScalarType state_dtype = torch::kFloat32;  // kFloat32 or kBFloat16
+};
+
+// One parameter's moments; undefined until its first step.
+struct AdamWState {
+  int64_t step = 0;
+  torch::Tensor exp_avg, exp_avg_sq;
+};
+
+// "fp32" / "bf16" -> the moments' dtype; anything else is a sine::Error naming `flag`.
+torch::ScalarType parse_optimizer_state_dtype(const std::string& name, const std::string& flag = "optimizer_state");
+
+// fp32 `x` rounded to bf16 stochastically: up with probability equal to the fraction of a bf16
+// step that was cut off. The random bits are a 32-bit integer hash of (element index, seed), so the
+// same seed gives the same result on every device.
+torch::Tensor stochastic_round_bf16(const torch::Tensor& x, uint64_t seed);
+
+// One AdamW update of `param` (fp32 or fp64, updated in place) with gradient `grad` (converted to
+// the parameter's dtype); fp32 moments are kept in the parameter's dtype.
+// `rounding_seed` is used only with bf16 moments and should differ per parameter and step.
+void adamw_step(torch::Tensor& param, const torch::Tensor& grad, AdamWState& state, const AdamWHyper& hyper,
+                uint64_t rounding_seed);
+
+// Bytes of AdamW state per trainable element: 8 (fp32 moments) or 4 (bf16).
+int64_t adamw_state_bytes_per_element(torch::ScalarType state_dtype);
+
+}  // namespace sine
