@@ -16,6 +16,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
                   "'{\"unet\":{\"num_heads\":8},\"text\":{\"heads\":12}}'");
   cmd->add_option("--device", f.device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--dtype", f.dtype, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_flag("--channels-last", f.channels_last,
+                "UNet convolutions and activations in NHWC memory (`sine bench` times both layouts)");
 }
 
 LoadOptions load_options(const ModelFlags& f) {
@@ -25,6 +27,7 @@ LoadOptions load_options(const ModelFlags& f) {
   o.config_json = f.model_config;
   o.device = parse_device(f.device);
   o.dtype = parse_dtype(f.dtype);
+  o.channels_last = f.channels_last;
   return o;
 }
 

@@ -15,6 +15,7 @@ struct ModelFlags {
   std::string model_config;
   std::string device = "cpu";
   std::string dtype = "fp32";
+  bool channels_last = false;
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);

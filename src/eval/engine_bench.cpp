@@ -123,7 +123,10 @@ void BenchContext::time_inference() {
     char note[64];
     std::snprintf(note, sizeof note, "fused is %.2fx this baseline", probs.mean / fused.mean);
     report.add("UNet forward (explicit probs: baseline)", square(f.batch, f.latent), probs, note);
-    // The same forward with NHWC convolutions and activations (UNetModelImpl::set_channels_last).
+  }
+  if (f.baseline) {
+    // The fused forward with NHWC convolutions and activations (UNetModelImpl::set_channels_last).
+    char note[64];
     unet->set_channels_last(true);
     report.begin();
     auto nhwc = time_it(device, f.repeat, [&] { unet->forward(x, t, ctx); });

@@ -157,6 +157,7 @@ Pipeline Pipeline::load(const LoadOptions& options) {
   if (!options.defer_weights) {
     CheckpointData info;
     StableDiffusion model = load_model(options, &info);
+    if (options.channels_last) model->unet->set_channels_last(true);
     auto tokenizer = find_tokenizer(path, options.tokenizer, info.metadata);
     return Pipeline(model, tokenizer, options.device, options.dtype, path);
   }
@@ -169,6 +170,7 @@ Pipeline Pipeline::load(const LoadOptions& options) {
                                       });
   model->to(options.device, options.dtype);
   model->eval();
+  if (options.channels_last) model->unet->set_channels_last(true);  // takes effect when it is loaded
   auto tokenizer = find_tokenizer(path, options.tokenizer, deferred->checkpoint().metadata);
   Pipeline pipeline(model, tokenizer, options.device, options.dtype, path);
   pipeline.deferred_ = std::move(deferred);
@@ -200,7 +202,10 @@ CLIPTextModel& Pipeline::text_encoder() {
 
 UNetModel& Pipeline::unet() {
   if (deferred_) {
+    const int64_t pending = deferred_->size();
     deferred_->materialize(*model_->unet);
+    if (deferred_->size() < pending && model_->unet->channels_last())
+      model_->unet->set_channels_last(true);  // the file's weights, in NHWC
     if (deferred_->empty()) deferred_.reset();
   }
   return model_->unet;
@@ -357,6 +362,7 @@ Pipeline Pipeline::copy_denoiser() {
     for (const auto& item : src_b) dst_b[item.key()].copy_(item.value());
   };
   copy_all(*copy->unet, *model_->unet);
+  copy->unet->set_channels_last(model_->unet->channels_last());
   copy_all(*copy->text_encoder, *model_->text_encoder);
   copy->eval();
   return Pipeline(copy, tokenizer_, device_, dtype_, source_);

@@ -26,6 +26,8 @@ struct LoadOptions {
   // network (pipeline/deferred_networks.h); keys and shapes are still checked at load. With
   // GenerateOptions::release_after_use a txt2img then peaks at about one network, not three.
   bool defer_weights = false;
+  // The UNet in channels-last (NHWC) memory (UNetModelImpl::set_channels_last).
+  bool channels_last = false;
 };
 
 // Inpainting: what the masked region starts from before it is re-noised, as A1111's "Masked

@@ -145,6 +145,24 @@ TEST(Pipeline, DeferredWeightsLoadEachNetworkOnFirstUse) {
     EXPECT_TRUE(torch::equal(t, module_state(*other.model(), "").at(key))) << key;
 }
 
+// --channels-last: the same latents (within float rounding), loaded at once or deferred.
+TEST(Pipeline, ChannelsLastGivesTheSameLatents) {
+  Fixture fx;
+  GenerateOptions g = fixture_options(fx);
+  auto reference = Pipeline::load(single_file_options()).generate_latents(g);
+  for (bool defer : {false, true}) {
+    LoadOptions o = single_file_options();
+    o.channels_last = true;
+    o.defer_weights = defer;
+    Pipeline pipe = Pipeline::load(o);
+    auto latents = pipe.generate_latents(g);
+    EXPECT_TRUE(pipe.model()->unet->channels_last());
+    for (const auto& p : pipe.model()->unet->parameters())
+      if (p.dim() == 4) EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast)) << "deferred " << defer;
+    EXPECT_LE((latents - reference).abs().max().item<double>(), 1e-4) << "deferred " << defer;
+  }
+}
+
 // Deferring checks the file at load as a full load does: a wrong shape or a stray tensor is refused
 // before anything runs, naming the key.
 TEST(Pipeline, DeferredWeightsRejectABadFileAtLoad) {
