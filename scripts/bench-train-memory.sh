@@ -19,8 +19,11 @@ echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $($bin --version | sed -n 2p
 echo
 echo "| model dtype | master weights | AdamW state | weights+grads+masters+moments GB | peak RSS GB | wall s (load + steps + save) |"
 echo "|---|---|---|---:|---:|---:|"
-# dtype, optimizer state, extra flags
-for run in "fp32 fp32" "bf16 fp32" "bf16 bf16" "bf16 bf16 --no-master-weights"; do
+# dtype, optimizer state, extra flags; RUNS picks some ("bf16:bf16,fp32:fp32"), the largest last
+runs=${RUNS:-"bf16:bf16:--no-master-weights,bf16:bf16,bf16:fp32,fp32:fp32"}
+IFS=, read -r -a list <<< "$runs"
+for run in "${list[@]}"; do
+  run=${run//:/ }
   set -- $run
   dt=$1; state=$2; extra=${3:-}
   out=$work/ft_${dt}_${state}${extra:+_direct}.safetensors

@@ -34,6 +34,14 @@ torch::ScalarType parse_optimizer_state_dtype(const std::string& name, const std
 // step that was cut off. The random bits are a 32-bit integer hash of (element index, seed), so the
 // same seed gives the same result on every device.
 torch::Tensor stochastic_round_bf16(const torch::Tensor& x, uint64_t seed);
+// The same into `out` (bf16, x's shape and device): one pass per element on the CPU, tensor
+// operations elsewhere, the same bits either way.
+void stochastic_round_bf16_(torch::Tensor& out, const torch::Tensor& x, uint64_t seed);
+
+namespace detail {  // the two implementations, for the test that they agree
+void stochastic_round_bf16_ops(torch::Tensor& out, const torch::Tensor& x, uint64_t seed);
+void stochastic_round_bf16_cpu(torch::Tensor& out, const torch::Tensor& x, uint64_t seed);
+}  // namespace detail
 
 // One AdamW update of `param` (fp32 or fp64, updated in place) with gradient `grad` (converted to
 // the parameter's dtype); fp32 moments are kept in the parameter's dtype.

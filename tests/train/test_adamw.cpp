@@ -56,6 +56,18 @@ TEST(AdamW, StochasticRoundingIsUnbiasedAndDeterministic) {
   EXPECT_THROW(sine::stochastic_round_bf16(x.to(torch::kFloat64), 1), sine::Error);
 }
 
+// The CPU's one-pass loop and the tensor operations (what CUDA runs) give the same bits.
+TEST(AdamW, StochasticRoundingKernelsAgree) {
+  torch::manual_seed(6);
+  torch::Tensor x = torch::cat({torch::randn({100000}) * 1e-3, -torch::rand({1000}) * 50, torch::zeros({10})})
+                        .view({-1, 10});
+  torch::Tensor a = torch::empty(x.sizes(), torch::kBFloat16), b = torch::empty(x.sizes(), torch::kBFloat16);
+  sine::detail::stochastic_round_bf16_cpu(a, x, 77);
+  sine::detail::stochastic_round_bf16_ops(b, x, 77);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_LE((a.to(torch::kFloat32) - x).abs().max().item<double>(), (x.abs().max() / 128).item<double>());
+}
+
 // bf16 moments: nearest rounding would freeze v (v·0.999 rounds back to v) and keep the step size of
 // an early large gradient; updated in fp32 and rounded stochastically they follow the fp32 moments.
 TEST(AdamW, Bf16MomentsTrackFp32Moments) {

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "diffusion/noise_schedule.h"
 #include "io/image.h"
+#include "methods/sine/sine_model.h"
 #include "models/lora.h"
 
 namespace sine {
@@ -67,6 +68,7 @@ SineFinetuner::SineFinetuner(Pipeline& pipeline, const torch::Tensor& image_u8, 
     params = lora_->parameters();
   } else {
     torch::NoGradGuard no_grad;
+    base_fingerprint_ = weights_fingerprint(model);
     for (const auto& item_ : model->unet->named_parameters()) {
       const std::string& name = item_.key();
       const torch::Tensor& p = item_.value();
@@ -193,6 +195,9 @@ void SineFinetuner::train(int64_t stop_at) {
   pipeline_.model()->unet->train();
   pipeline_.model()->text_encoder->train();
   trainer_->run([&](int64_t, torch::Generator& gen) { return loss(gen).total; }, stop_at);
+  // The last step's gradients are not needed (a next step starts without them); for a full fine-tune
+  // they are a second copy of the model's size, held through the save otherwise.
+  for (auto& [name, p] : trainer_->parameters()) p.mutable_grad() = torch::Tensor();
   pipeline_.model()->unet->eval();
   pipeline_.model()->text_encoder->eval();
 }

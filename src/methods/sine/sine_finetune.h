@@ -91,6 +91,9 @@ class SineFinetuner {
   NamedTensors trained_parameters() const;
   // The base weights the fine-tune started from (a CPU copy of every trained tensor; full mode only).
   const std::map<std::string, torch::Tensor>& base_weights() const { return base_; }
+  // weights_fingerprint (sine_model.h) of the model before training (full mode only), taken when the
+  // fine-tuner is made, so saving never has to put the base weights back to hash them.
+  const std::string& base_fingerprint() const { return base_fingerprint_; }
   // The LoRA network (LoRA mode only).
   const class LoRANetwork* lora() const;
 
@@ -103,6 +106,7 @@ class SineFinetuner {
   std::optional<PatchSampler> sampler_;
   std::optional<PositionalGrid> grid_;
   std::map<std::string, torch::Tensor> base_;
+  std::string base_fingerprint_;
   std::unique_ptr<class LoRANetwork> lora_;
   std::unique_ptr<Trainer> trainer_;
 };

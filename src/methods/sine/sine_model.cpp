@@ -164,16 +164,7 @@ void save_sine_model(const std::string& path, SineFinetuner& ft, const std::stri
     tensors = lora_to_keys(ft.lora()->weights(), LoRAKeyFormat::Native, LayoutGeometry::of(model->config));
   } else {
     info.storage = "delta-f16";
-    // Fingerprint of the base: the trained weights are swapped for the saved copies while hashing.
-    {
-      std::vector<std::pair<torch::Tensor, torch::Tensor>> swapped;
-      for (const auto& [name, p] : ft.trained_parameters()) {
-        swapped.emplace_back(p, p.detach().clone());
-        p.detach().copy_(ft.base_weights().at(name));
-      }
-      info.base_fingerprint = weights_fingerprint(model);
-      for (auto& [p, trained] : swapped) p.detach().copy_(trained);
-    }
+    info.base_fingerprint = ft.base_fingerprint();  // hashed before training
     for (const auto& [name, p] : ft.trained_parameters()) {
       auto delta = (p.detach().to(torch::kCPU, torch::kFloat32) - ft.base_weights().at(name).to(torch::kFloat32));
       if (!delta.abs().max().item<float>()) continue;  // unchanged: stored implicitly
