@@ -106,15 +106,19 @@ void adamw_step(torch::Tensor& param, const torch::Tensor& grad_in, AdamWState& 
   if (low && h.state_dtype != torch::kBFloat16)
     throw Error("optimizer_state: AdamW moments can be fp32 or bf16 (got " +
                 std::string(c10::toString(h.state_dtype)) + ")");
-  const auto dtype = param.scalar_type();  // fp32 (or fp64): the master's
+  // The moments' arithmetic: fp32 (fp64 for an fp64 parameter), whatever the parameter's dtype (a
+  // bf16 weight updated directly, without a master, still has fp32 or bf16 moments as asked).
+  const auto dtype = param.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
   const torch::Tensor grad = grad_in.scalar_type() == dtype ? grad_in : grad_in.to(dtype);
   if (!s.exp_avg.defined()) {
     s.exp_avg = torch::zeros_like(param, param.options().dtype(low ? h.state_dtype : dtype));
     s.exp_avg_sq = torch::zeros_like(param, param.options().dtype(low ? h.state_dtype : dtype));
   }
   ++s.step;
+  // A bf16/fp16 weight without a master is updated in fp32 and rounded to nearest once.
+  torch::Tensor target = param.scalar_type() == dtype ? param : param.to(dtype);
   // torch.optim.AdamW (single-tensor path), operation for operation.
-  param.mul_(1 - h.lr * h.weight_decay);
+  target.mul_(1 - h.lr * h.weight_decay);
   const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(s.step));
   const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(s.step));
   torch::Tensor m = low ? s.exp_avg.to(dtype) : s.exp_avg;
@@ -122,7 +126,8 @@ void adamw_step(torch::Tensor& param, const torch::Tensor& grad_in, AdamWState& 
   m.mul_(h.beta1).add_(grad, 1 - h.beta1);
   v.mul_(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
   torch::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
-  param.addcdiv_(m, denom, -h.lr / bias_correction1);
+  target.addcdiv_(m, denom, -h.lr / bias_correction1);
+  if (!target.is_same(param)) param.copy_(target);
   if (low) {  // in place: the moments keep their memory from step to step
     stochastic_round_bf16_(s.exp_avg, m.to(torch::kFloat32), rounding_seed * 2);
     stochastic_round_bf16_(s.exp_avg_sq, v.to(torch::kFloat32), rounding_seed * 2 + 1);

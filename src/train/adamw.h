@@ -43,8 +43,9 @@ void stochastic_round_bf16_ops(torch::Tensor& out, const torch::Tensor& x, uint6
 void stochastic_round_bf16_cpu(torch::Tensor& out, const torch::Tensor& x, uint64_t seed);
 }  // namespace detail
 
-// One AdamW update of `param` (fp32 or fp64, updated in place) with gradient `grad` (converted to
-// the parameter's dtype); fp32 moments are kept in the parameter's dtype.
+// One AdamW update of `param` (in place; normally an fp32 master, or a bf16/fp16 weight updated
+// directly) with gradient `grad`; the moments are computed in fp32 (fp64 for an fp64 parameter) and
+// stored in that dtype or, with state_dtype bf16, rounded stochastically to bf16.
 // `rounding_seed` is used only with bf16 moments and should differ per parameter and step.
 void adamw_step(torch::Tensor& param, const torch::Tensor& grad, AdamWState& state, const AdamWHyper& hyper,
                 uint64_t rounding_seed);

@@ -227,8 +227,9 @@ bool Trainer::resume(const std::string& path) {
       if (!exp_avg.sizes().equals(p.sizes()) || !exp_avg_sq.sizes().equals(p.sizes()))
         throw Error(path + ": AdamW state of '" + name + "' has shape " + shape_text(exp_avg) + ", parameter has " +
                     shape_text(p));
-      const auto options = master.options().dtype(
-          config_.optimizer_state == torch::kBFloat16 ? torch::kBFloat16 : master.scalar_type());
+      const auto options = master.options().dtype(config_.optimizer_state == torch::kBFloat16 ? torch::kBFloat16
+                                                  : master.scalar_type() == torch::kFloat64 ? torch::kFloat64
+                                                                                            : torch::kFloat32);
       states_[i].step = file.get(kAdamStep + name).item<int64_t>();
       states_[i].exp_avg = exp_avg.to(options).clone();
       states_[i].exp_avg_sq = exp_avg_sq.to(options).clone();

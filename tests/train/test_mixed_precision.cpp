@@ -129,3 +129,20 @@ TEST(MixedPrecision, ResumedRunEqualsUninterrupted) {
   EXPECT_TRUE(torch::equal(r.ema()->get("w"), a.ema()->get("w")));
   fs::remove_all(dir);
 }
+
+// A bf16 weight updated directly still keeps the moments it was asked for (fp32 here).
+TEST(MixedPrecision, DirectBf16KeepsFp32Moments) {
+  const std::string path = (fs::temp_directory_path() / ("sine_test_direct_" + std::to_string(::getpid()) + ".st")).string();
+  Regression direct(torch::kBFloat16);
+  sine::TrainConfig c = config(2, 1e-3);
+  c.master_weights = false;
+  c.checkpoint_path = path;
+  sine::Trainer t(direct.params(), c);
+  t.run([&](int64_t, torch::Generator& gen) { return direct.loss(gen); });
+  EXPECT_TRUE(t.master_parameters()[0].second.is_same(direct.weight));
+  auto saved = sine::load_safetensors(path);
+  EXPECT_EQ(saved.at("param.w").scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(saved.at("adamw.exp_avg.w").scalar_type(), torch::kFloat32);
+  EXPECT_EQ(saved.at("adamw.exp_avg_sq.w").scalar_type(), torch::kFloat32);
+  fs::remove(path);
+}
