@@ -192,8 +192,9 @@ void BenchContext::time_training() {
       tc.optimizer_state = state;
       tc.label = "bench";
       Trainer trainer(params, tc);
+      const torch::Tensor target = noise.to(torch::kFloat32);
       const LossFunction loss = [&](int64_t, torch::Generator&) {
-        return epsilon_loss(unet->forward(xt, tt, ct).to(torch::kFloat32), noise.to(torch::kFloat32));
+        return epsilon_loss(unet->forward(xt, tt, ct).to(torch::kFloat32), target);
       };
       auto train_step = [&] { trainer.run(loss, trainer.step() + 1); };
       char note[160];

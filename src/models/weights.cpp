@@ -74,23 +74,17 @@ void take_module_weights(torch::nn::Module& module, std::map<std::string, torch:
   }
 }
 
-std::map<std::string, std::vector<int64_t>> check_module_weights(torch::nn::Module& module,
-                                                                 const std::map<std::string, torch::Tensor>& tensors,
-                                                                 const std::string& prefix, const std::string& source) {
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (const auto& [key, dst] : checked_targets(module, tensors, prefix, source, {}))
-    shapes[key.substr(prefix.size())] = dst.sizes().vec();
-  return shapes;
+void check_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                          const std::string& prefix, const std::string& source) {
+  checked_targets(module, tensors, prefix, source, {});
 }
 
-void materialize_module_weights(torch::nn::Module& module, const std::map<std::string, std::vector<int64_t>>& shapes,
-                                std::map<std::string, torch::Tensor>& tensors, const std::string& prefix,
-                                const std::string& source) {
+void materialize_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
+                                const std::string& prefix, const std::string& source) {
   torch::NoGradGuard no_grad;
   auto restore = [&](const std::string& name, torch::Tensor& t) {
-    auto it = shapes.find(name);
-    if (it == shapes.end()) throw Error(source + ": no recorded shape for '" + prefix + name + "'");
-    t.set_data(torch::empty(it->second, t.options()));  // untouched pages: the copy below fills them
+    auto it = tensors.find(prefix + name);  // a key missing now is reported by take_module_weights
+    if (it != tensors.end()) t.set_data(torch::empty(it->second.sizes(), t.options()));  // filled by the copy
   };
   for (auto& p : module.named_parameters(true)) restore(p.key(), p.value());
   for (auto& b : module.named_buffers(true)) restore(b.key(), b.value());

@@ -3,7 +3,6 @@
 
 #include <map>
 #include <string>
-#include <vector>
 
 namespace sine {
 
@@ -24,15 +23,13 @@ void take_module_weights(torch::nn::Module& module, std::map<std::string, torch:
                          const std::vector<std::string>& ignore_unexpected = {});
 
 // Deferred loading, in two halves. check_module_weights runs take_module_weights' checks (every key
-// and shape under `prefix`, the same messages) without copying and returns each tensor's shape by
-// module name; materialize_module_weights gives a module whose tensors were freed (set to empty)
-// those shapes again and takes its weights out of `tensors` as take_module_weights does.
-std::map<std::string, std::vector<int64_t>> check_module_weights(torch::nn::Module& module,
-                                                                 const std::map<std::string, torch::Tensor>& tensors,
-                                                                 const std::string& prefix, const std::string& source);
-void materialize_module_weights(torch::nn::Module& module, const std::map<std::string, std::vector<int64_t>>& shapes,
-                                std::map<std::string, torch::Tensor>& tensors, const std::string& prefix,
-                                const std::string& source);
+// and shape under `prefix`, the same messages) without copying; materialize_module_weights gives a
+// checked module whose tensors were freed (set to empty) the file's shapes again and takes its
+// weights out of `tensors` as take_module_weights does.
+void check_module_weights(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                          const std::string& prefix, const std::string& source);
+void materialize_module_weights(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
+                                const std::string& prefix, const std::string& source);
 
 // The module's parameters and persistent buffers under `prefix`, as a checkpoint would hold them.
 std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& module, const std::string& prefix);

@@ -8,18 +8,19 @@ namespace sine {
 DeferredNetworks::DeferredNetworks(CheckpointData checkpoint) : checkpoint_(std::move(checkpoint)) {}
 
 void DeferredNetworks::defer(torch::nn::Module& network, const std::string& prefix) {
-  auto shapes = check_module_weights(network, checkpoint_.tensors, prefix, checkpoint_.source);
+  check_module_weights(network, checkpoint_.tensors, prefix, checkpoint_.source);
   release_weights(network);
-  pending_[prefix] = {&network, std::move(shapes)};
+  pending_[prefix] = &network;
 }
 
-void DeferredNetworks::materialize(torch::nn::Module& network) {
+bool DeferredNetworks::materialize(torch::nn::Module& network) {
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-    if (it->second.network != &network) continue;
-    materialize_module_weights(network, it->second.shapes, checkpoint_.tensors, it->first, checkpoint_.source);
+    if (it->second != &network) continue;
+    materialize_module_weights(network, checkpoint_.tensors, it->first, checkpoint_.source);
     pending_.erase(it);
-    return;
+    return true;
   }
+  return false;
 }
 
 }  // namespace sine

@@ -3,7 +3,6 @@
 
 #include <map>
 #include <string>
-#include <vector>
 
 #include "io/checkpoint.h"
 
@@ -18,22 +17,19 @@ class DeferredNetworks {
   explicit DeferredNetworks(CheckpointData checkpoint);
 
   // At build time: checks `network` against the file's tensors under `prefix` (the errors of
-  // take_module_weights), records its shapes and frees its tensors.
+  // take_module_weights) and frees its tensors.
   void defer(torch::nn::Module& network, const std::string& prefix);
-  // Loads `network` from the file if it is still deferred; a no-op otherwise.
-  void materialize(torch::nn::Module& network);
+  // Loads `network` from the file if it is still deferred (returns true); a no-op otherwise.
+  bool materialize(torch::nn::Module& network);
   bool empty() const { return pending_.empty(); }
   int64_t size() const { return static_cast<int64_t>(pending_.size()); }
 
   CheckpointData& checkpoint() { return checkpoint_; }
 
  private:
-  struct Pending {
-    const torch::nn::Module* network;
-    std::map<std::string, std::vector<int64_t>> shapes;
-  };
   CheckpointData checkpoint_;
-  std::map<std::string, Pending> pending_;  // by prefix: a network built again replaces its entry
+  // Checkpoint prefix -> the network still to load (a network built again replaces its entry).
+  std::map<std::string, const torch::nn::Module*> pending_;
 };
 
 }  // namespace sine

@@ -192,30 +192,26 @@ StableDiffusion& Pipeline::model() {
 
 int64_t Pipeline::deferred_networks() const { return deferred_ ? deferred_->size() : 0; }
 
+bool Pipeline::load_deferred(torch::nn::Module& network) {
+  if (!deferred_) return false;
+  const bool loaded = deferred_->materialize(network);
+  if (deferred_->empty()) deferred_.reset();
+  return loaded;
+}
+
 CLIPTextModel& Pipeline::text_encoder() {
-  if (deferred_) {
-    deferred_->materialize(*model_->text_encoder);
-    if (deferred_->empty()) deferred_.reset();
-  }
+  load_deferred(*model_->text_encoder);
   return model_->text_encoder;
 }
 
 UNetModel& Pipeline::unet() {
-  if (deferred_) {
-    const int64_t pending = deferred_->size();
-    deferred_->materialize(*model_->unet);
-    if (deferred_->size() < pending && model_->unet->channels_last())
-      model_->unet->set_channels_last(true);  // the file's weights, in NHWC
-    if (deferred_->empty()) deferred_.reset();
-  }
+  if (load_deferred(*model_->unet) && model_->unet->channels_last())
+    model_->unet->set_channels_last(true);  // the file's weights, in NHWC
   return model_->unet;
 }
 
 AutoencoderKL& Pipeline::vae() {
-  if (deferred_) {
-    deferred_->materialize(*model_->vae);
-    if (deferred_->empty()) deferred_.reset();
-  }
+  load_deferred(*model_->vae);
   return model_->vae;
 }
 

@@ -149,6 +149,8 @@ class Pipeline {
   torch::Tensor randn(c10::IntArrayRef shape, torch::Generator& generator) const;  // fp32 on device
 
  private:
+  // Loads `network` from the file if it is deferred; returns whether it did.
+  bool load_deferred(torch::nn::Module& network);
   // The networks, each loaded from the file first if it was deferred.
   CLIPTextModel& text_encoder();
   UNetModel& unet();
